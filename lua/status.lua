@@ -1,0 +1,20 @@
+--[[
+  status: the counters of the current sale, after releasing expired holds.
+
+  KEYS[1..8] the sale's keys, as listed in sweep.lua
+  ARGV[1] now_ms      Unix ms; '' uses Redis TIME (production)
+  ARGV[2] sale_id     the sale the caller believes is current
+  ARGV[3] period_ms   length of a sale in ms
+
+  Returns:
+    {0, now_ms, sold, held, checkouts_ok, checkouts_rejected, purchases_ok, purchases_rejected}
+    {-10, current_sale_id}   wrong_sale: call again with that sale's keys
+    {-11}                    not_ready: rebuild the sale, then call again
+]]
+local now = clock(ARGV[1])
+local current = math.floor(now / tonumber(ARGV[3]))
+if current ~= tonumber(ARGV[2]) then return {-10, ms(current)} end
+if rcall('EXISTS', KEYS[1]) == 0 then return {-11} end
+sweep(now)
+local s = rcall('HMGET', KEYS[7], 'sold', 'held', 'c_ok', 'c_rej', 'p_ok', 'p_rej')
+return {0, now, tonumber(s[1] or 0), tonumber(s[2] or 0), tonumber(s[3] or 0), tonumber(s[4] or 0), tonumber(s[5] or 0), tonumber(s[6] or 0)}

@@ -1,0 +1,105 @@
+/** Typed configuration from environment variables and `--flag value` arguments. Only this file reads the environment. */
+
+export type Config = {
+  /** HTTP port; 0 picks a free one. */
+  port: number
+  /** `redis://host:port/db`; with databaseUrl selects the Redis + PostgreSQL engine. */
+  redisUrl: string | undefined
+  /** `postgres://user:pass@host:port/db`. */
+  databaseUrl: string | undefined
+  /** Where the embedded engine keeps its SQLite file. */
+  dataDir: string
+  /** Items per sale, ids 1..saleItems. */
+  saleItems: number
+  /** Items one user may hold or buy per sale. */
+  userLimit: number
+  /** Length of a sale in seconds; sales are aligned to the Unix epoch. */
+  salePeriodSeconds: number
+  /** How long a checkout holds its item, in seconds. */
+  holdSeconds: number
+}
+
+type Option = {
+  env: string
+  flag: string
+  key: keyof Config
+  default: string
+  help: string
+  parse: (raw: string) => Config[keyof Config] | Error
+}
+
+const integer = (min: number, max: number) => (raw: string) => {
+  if (!/^\d+$/.test(raw)) return new Error(`expected a whole number from ${min} to ${max}`)
+  const n = Number(raw)
+  return n >= min && n <= max ? n : new Error(`expected a whole number from ${min} to ${max}`)
+}
+
+const url = (schemes: string[]) => (raw: string) => {
+  if (raw === "") return undefined
+  try {
+    const parsed = new URL(raw)
+    if (schemes.includes(parsed.protocol) && parsed.hostname) return raw
+  } catch {}
+  return new Error(`expected a URL like ${schemes[0]}//host:port/...`)
+}
+
+const text = (raw: string) => (raw === "" ? new Error("expected a non-empty path") : raw)
+
+export const options: Option[] = [
+  { env: "PORT", flag: "port", key: "port", default: "8080", help: "HTTP port (0 picks a free one)", parse: integer(0, 65535) },
+  { env: "REDIS_URL", flag: "redis-url", key: "redisUrl", default: "", help: "redis://host:port/db", parse: url(["redis:", "rediss:"]) },
+  { env: "DATABASE_URL", flag: "database-url", key: "databaseUrl", default: "", help: "postgres://user:pass@host:port/db", parse: url(["postgres:", "postgresql:"]) },
+  { env: "DATA_DIR", flag: "data-dir", key: "dataDir", default: "./data", help: "where the embedded engine keeps its SQLite file", parse: text },
+  { env: "SALE_ITEMS", flag: "sale-items", key: "saleItems", default: "10000", help: "items per sale", parse: integer(1, 1_000_000) },
+  { env: "USER_LIMIT", flag: "user-limit", key: "userLimit", default: "10", help: "items per user per sale", parse: integer(1, 1_000_000) },
+  { env: "SALE_PERIOD_SECONDS", flag: "sale-period-seconds", key: "salePeriodSeconds", default: "3600", help: "length of a sale", parse: integer(1, 31_536_000) },
+  { env: "HOLD_SECONDS", flag: "hold-seconds", key: "holdSeconds", default: "300", help: "how long a checkout holds its item", parse: integer(1, 86_400) },
+]
+
+export class ConfigError extends Error {}
+
+export type Parsed = { help: true } | { help: false; config: Config }
+
+/** Reads every option once; throws one ConfigError naming every bad value. */
+export function parseConfig(argv: string[], env: Record<string, string | undefined>): Parsed {
+  const raw = new Map<Option, string>()
+  const problems: string[] = []
+  for (const option of options) {
+    const value = env[option.env]
+    if (value !== undefined) raw.set(option, value)
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === "--help" || arg === "-h") return { help: true }
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg)
+    const option = match && options.find((o) => o.flag === match[1])
+    if (!option) {
+      problems.push(`${arg}: unknown argument (see --help)`)
+      continue
+    }
+    const value = match[2] ?? argv[++i]
+    if (value === undefined) problems.push(`--${option.flag}: expected a value`)
+    else raw.set(option, value)
+  }
+  const config = {} as Record<keyof Config, Config[keyof Config]>
+  for (const option of options) {
+    const value = option.parse(raw.get(option) ?? option.default)
+    if (value instanceof Error) problems.push(`${option.env} (--${option.flag}): ${value.message}, got ${JSON.stringify(redact(raw.get(option) ?? ""))}`)
+    else config[option.key] = value
+  }
+  if (problems.length === 0 && Boolean(config.redisUrl) !== Boolean(config.databaseUrl)) {
+    problems.push("REDIS_URL and DATABASE_URL: set both (Redis + PostgreSQL engine) or neither (embedded engine), not just one")
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`)
+  return { help: false, config: config as Config }
+}
+
+export function helpText(): string {
+  const rows = options.map((o) => `  --${o.flag.padEnd(22)} ${o.env.padEnd(20)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
+  return `Usage: flashsale [--flag value ...]\n\nEvery flag can also be set by its environment variable.\n\n${rows.join("\n")}\n  --help                 this text\n`
+}
+
+/** Hides the password of any URL inside a string, so connection strings can be logged. */
+export function redact(text: string): string {
+  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^@\s]*@/g, "$1***@")
+}

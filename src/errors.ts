@@ -1,0 +1,48 @@
+/** The closed set of error codes the API answers with, one HTTP status each. */
+export const codeToStatus = {
+  invalid_request: 400,
+  unknown_item: 404,
+  code_not_found: 404,
+  not_found: 404,
+  method_not_allowed: 405,
+  sold_out: 409,
+  item_sold: 409,
+  item_reserved: 409,
+  code_used: 409,
+  user_limit: 429,
+  internal: 500,
+  unavailable: 503,
+} as const
+
+export type ErrorCode = keyof typeof codeToStatus
+
+export const defaultMessages: Record<ErrorCode, string> = {
+  invalid_request: "A parameter is missing or malformed.",
+  unknown_item: "There is no such item in this sale.",
+  code_not_found: "This code was never issued, or its hold has expired.",
+  not_found: "There is nothing at this path.",
+  method_not_allowed: "This path does not accept that method.",
+  sold_out: "Every item of this sale is sold.",
+  item_sold: "This item is sold.",
+  item_reserved: "Another user holds this item.",
+  code_used: "This code has already been used for a purchase.",
+  user_limit: "You have reached the number of items one user may hold or buy in this sale.",
+  internal: "Something went wrong on our side.",
+  unavailable: "The sale cannot decide right now; try again shortly.",
+}
+
+export type ErrorBody = { error: ErrorCode; message: string }
+
+export function errorBody(code: ErrorCode, message = defaultMessages[code]): ErrorBody {
+  return { error: code, message }
+}
+
+/** Thrown when the backend cannot decide (Redis unreachable, state being rebuilt). Maps to 503. */
+export class UnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = 1,
+  ) {
+    super(message)
+  }
+}

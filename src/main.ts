@@ -1,0 +1,78 @@
+/** The only file with side effects: config -> connect -> prepare -> listen, and a graceful stop. */
+import Redis from "ioredis"
+import postgres from "postgres"
+import { ConfigError, helpText, parseConfig, redact, type Config } from "./config"
+import { createApp } from "./app"
+import { createRedisEngine } from "./store/engine"
+import { createLedgerWriter } from "./ledger/writer"
+
+const log = (message: string) => console.log(`${new Date().toISOString()} ${redact(message)}`)
+
+function readConfig(): Config {
+  try {
+    const parsed = parseConfig(Bun.argv.slice(2), process.env)
+    if (parsed.help) {
+      process.stdout.write(helpText())
+      process.exit(0)
+    }
+    return parsed.config
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    console.error(redact(error.message))
+    process.exit(2)
+  }
+}
+
+async function waitFor<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+  for (let delay = 200; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await attempt()
+    } catch (error) {
+      log(`waiting for ${what}: ${(error as Error).message}`)
+      await Bun.sleep(delay)
+    }
+  }
+}
+
+const config = readConfig()
+if (!config.redisUrl || !config.databaseUrl) {
+  console.error("invalid configuration:\n  REDIS_URL and DATABASE_URL are both required: the embedded engine is not available in this version")
+  process.exit(2)
+}
+
+const consumer = `${require("node:os").hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`
+const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000, lazyConnect: true } as const
+const redis = new Redis(config.redisUrl, { ...redisOptions, enableAutoPipelining: true })
+const ledgerRedis = new Redis(config.redisUrl, redisOptions)
+for (const [name, connection] of [["redis", redis], ["ledger redis", ledgerRedis]] as const) {
+  connection.on("error", () => {})
+  connection.on("close", () => log(`${name}: connection lost, reconnecting`))
+}
+const sql = postgres(config.databaseUrl, { max: 4, connect_timeout: 2, idle_timeout: 60, onnotice: () => {} })
+
+await waitFor("redis", () => redis.connect())
+await waitFor("redis", () => ledgerRedis.connect())
+
+const ledger = createLedgerWriter({ redis: ledgerRedis, sql, consumer, log })
+const engine = createRedisEngine({ redis, sql, ledger, config, log })
+await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
+ledger.start()
+engine.startMaintenance()
+
+const app = createApp({ engine, config, log }).listen({ port: config.port, hostname: "0.0.0.0" })
+log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine redis, redis ${config.redisUrl}, postgres ${config.databaseUrl})`)
+
+let stopping = false
+async function shutdown(signal: string) {
+  if (stopping) return
+  stopping = true
+  log(`${signal}: no longer accepting; finishing requests in flight`)
+  await app.server!.stop()
+  engine.stopMaintenance()
+  await ledger.stop()
+  await Promise.allSettled([sql.end({ timeout: 2 }), redis.quit(), ledgerRedis.quit()])
+  log("stopped")
+  process.exit(0)
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"))
+process.on("SIGINT", () => void shutdown("SIGINT"))

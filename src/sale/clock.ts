@@ -1,0 +1,10 @@
+/** Sale arithmetic: a sale is one period aligned to the Unix epoch. All times are Unix milliseconds. */
+
+export const saleIdAt = (nowMs: number, periodMs: number) => Math.floor(nowMs / periodMs)
+
+export const saleStartMs = (saleId: number, periodMs: number) => saleId * periodMs
+
+export const saleEndMs = (saleId: number, periodMs: number) => (saleId + 1) * periodMs
+
+/** The last moment a hold of this sale can still be purchased: a hold granted just before the end lives on. */
+export const salePurchasableUntilMs = (saleId: number, periodMs: number, holdMs: number) => saleEndMs(saleId, periodMs) + holdMs

@@ -1,0 +1,33 @@
+/** What the HTTP layer needs from a sale engine. Expected outcomes are values; only "cannot decide now" throws (UnavailableError). */
+import type { ErrorCode } from "../errors"
+
+export type CheckoutResult =
+  | { ok: true; repeated: boolean; code: string; saleId: number; itemId: number; expiresAt: number }
+  | { ok: false; error: Extract<ErrorCode, "unknown_item" | "sold_out" | "item_sold" | "item_reserved" | "user_limit"> }
+
+export type PurchaseResult =
+  | { ok: true; saleId: number; userId: string; itemId: number; purchasedAt: number }
+  | { ok: false; error: Extract<ErrorCode, "code_not_found" | "code_used"> }
+
+export type SaleStatus = {
+  saleId: number
+  now: number
+  itemsSold: number
+  itemsReserved: number
+  checkouts: { accepted: number; rejected: number }
+  purchases: { accepted: number; rejected: number }
+}
+
+export type Health = {
+  /** ok: can sell and the durable store keeps up; degraded: can sell, the durable store lags or is down; down: cannot sell. */
+  status: "ok" | "degraded" | "down"
+  checks: Record<string, unknown>
+}
+
+export type Engine = {
+  name: string
+  checkout(userId: string, itemId: number): Promise<CheckoutResult>
+  purchase(code: string): Promise<PurchaseResult>
+  status(): Promise<SaleStatus>
+  health(): Promise<Health>
+}
