@@ -24,6 +24,25 @@ function fail(code: ErrorCode, message?: string, headers: Record<string, string>
 
 const iso = (ms: number) => new Date(ms).toISOString()
 
+/** The first query parameter among names that appears more than once: which value was meant is ambiguous. */
+function repeatedParameter(url: string, names: string[]): string | undefined {
+  const query = url.indexOf("?")
+  if (query < 0) return undefined
+  const seen = new Set<string>()
+  for (const pair of url.slice(query + 1).split("&")) {
+    const name = pair.slice(0, (pair.indexOf("=") + 1 || pair.length + 1) - 1)
+    if (!names.includes(name)) continue
+    if (seen.has(name)) return name
+    seen.add(name)
+  }
+  return undefined
+}
+
+const rejectRepeated = (names: string[]) => ({ request }: { request: Request }) => {
+  const name = repeatedParameter(request.url, names)
+  if (name) return fail("invalid_request", `${name} must be given once`)
+}
+
 const userIdPattern = "^[A-Za-z0-9_.:@-]{1,64}$"
 const itemIdPattern = "^(item)?[0-9]{1,9}$"
 
@@ -134,6 +153,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
       },
       {
         query: queries.checkout,
+        beforeHandle: rejectRepeated(["user_id", "id"]),
         detail: {
           summary: "Hold an item",
           description: "Holds the item for the user for HOLD_SECONDS and returns a code to buy it with. Checking out the same item again while the hold is live returns the same code and does not count again.",
@@ -150,6 +170,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
       },
       {
         query: queries.purchase,
+        beforeHandle: rejectRepeated(["code"]),
         detail: {
           summary: "Buy a held item",
           description: "Buys the item held under this code. A live hold always converts; a code sells at most once.",

@@ -1,0 +1,92 @@
+/** The real engine, ledger writer and app on isolated services, with a clock the test moves. */
+import Redis from "ioredis"
+import { createApp } from "../src/app"
+import { createRedisEngine } from "../src/store/engine"
+import { createLedgerWriter } from "../src/ledger/writer"
+import type { Config } from "../src/config"
+import { isolated, until } from "./services"
+
+export type SaleConfig = Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds">
+
+export const defaults: SaleConfig = { saleItems: 100, userLimit: 3, salePeriodSeconds: 3600, holdSeconds: 60 }
+
+export async function harness(config: Partial<SaleConfig> = {}) {
+  const env = await isolated()
+  const full = { ...defaults, ...config }
+  const period = full.salePeriodSeconds * 1000
+  // A sale in the future far enough that real time never reaches it, 1 s after it starts.
+  const clock = { now: 1_900_000_000_000 - (1_900_000_000_000 % period) + 1000 }
+  const ledgerRedis = new Redis(env.redisUrl)
+  const ledger = createLedgerWriter({ redis: ledgerRedis, sql: env.sql, consumer: "test", claimIdleMs: 500, log: () => {} })
+  const engine = createRedisEngine({ redis: env.redis, sql: env.sql, ledger, config: full, now: () => clock.now, log: () => {} })
+  await engine.prepare()
+  ledger.start()
+  const app = createApp({ engine, config: full, log: () => {} })
+
+  const call = async (method: string, path: string) => {
+    const response = await app.handle(new Request(`http://localhost${path}`, { method }))
+    const text = await response.text()
+    return { status: response.status, headers: response.headers, body: text.startsWith("{") ? JSON.parse(text) : text }
+  }
+
+  return {
+    ...env,
+    config: full,
+    clock,
+    engine,
+    ledger,
+    app,
+    call,
+    checkout: (user: string, id: string | number) => call("POST", `/checkout?user_id=${encodeURIComponent(user)}&id=${id}`),
+    purchase: (code: string) => call("POST", `/purchase?code=${encodeURIComponent(code)}`),
+    /** Waits until every decision so far is in PostgreSQL. */
+    drained: () => until("the ledger to drain", async () => (await ledger.backlog()).entries === 0),
+    async close() {
+      await ledger.stop()
+      ledgerRedis.disconnect()
+      await env.close()
+    },
+  }
+}
+
+export type Harness = Awaited<ReturnType<typeof harness>>
+
+/** Serves the harness's app on a free port, for tests that go through real HTTP. */
+export function serve(h: Harness) {
+  const app = h.app.listen({ port: 0, hostname: "127.0.0.1" })
+  const base = `http://127.0.0.1:${app.server!.port}`
+  const post = async (path: string) => {
+    const response = await fetch(`${base}${path}`, { method: "POST" })
+    return { status: response.status, body: (await response.json()) as any }
+  }
+  return {
+    base,
+    checkout: (user: string, id: number) => post(`/checkout?user_id=${user}&id=${id}`),
+    purchase: (code: string) => post(`/purchase?code=${code}`),
+    stop: () => app.stop(),
+  }
+}
+
+/** Runs every task with at most `width` in flight. */
+export async function inFlight<T>(width: number, tasks: (() => Promise<T>)[]): Promise<T[]> {
+  const results: T[] = new Array(tasks.length)
+  let next = 0
+  await Promise.all(
+    Array.from({ length: Math.min(width, tasks.length) }, async () => {
+      while (next < tasks.length) {
+        const i = next++
+        results[i] = await tasks[i]!()
+      }
+    }),
+  )
+  return results
+}
+
+export const tally = (statuses: { status: number; body: { error?: string } }[]) => {
+  const counts: Record<string, number> = {}
+  for (const r of statuses) {
+    const key = r.status === 200 ? "ok" : r.body.error!
+    counts[key] = (counts[key] ?? 0) + 1
+  }
+  return counts
+}

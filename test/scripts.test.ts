@@ -1,0 +1,217 @@
+/** Every outcome of every Lua script, against real Redis, with the clock passed in. */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test"
+import type Redis from "ioredis"
+import { isolated } from "./services"
+import { registerScripts, type Scripts } from "../src/store/scripts"
+import { saleKeys } from "../src/store/keys"
+
+const period = 60_000
+const hold = 5_000
+const sale = 30_000_000
+const t0 = sale * period + 1_000
+const items = 3
+const limit = 2
+const keys = saleKeys(sale)
+
+let env: Awaited<ReturnType<typeof isolated>>
+let redis: Redis
+let scripts: Scripts
+
+const init = (at = t0, saleId = sale, mode = "rebuild", rest: (string | number)[] = [0, 0, 0, 0, 0, 0]) => scripts.initSale(saleKeys(saleId), [at, period, saleId, mode, ...rest])
+const checkout = (user: string, item: number, code = `${sale}.${user}-${item}`, at = t0, saleId = sale) =>
+  scripts.checkout(saleKeys(saleId), [at, saleId, period, item, user, code, items, limit, hold])
+const purchase = (code: string, at = t0, saleId = sale) => scripts.purchase(saleKeys(saleId), [at, saleId, period, code, hold])
+const status = (at = t0, saleId = sale) => scripts.status(saleKeys(saleId), [at, saleId, period])
+const logged = async () => (await redis.xrange(keys[7]!, "-", "+")).map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))))
+
+beforeAll(async () => {
+  env = await isolated()
+  redis = env.redis
+  scripts = registerScripts(redis)
+})
+afterAll(() => env.close())
+beforeEach(async () => {
+  await redis.flushdb()
+})
+
+describe("checkout.lua", () => {
+  test("grants a hold with the given code and expiry, and logs it", async () => {
+    await init()
+    expect(await checkout("ann", 1, `${sale}.a`)).toEqual([0, `${sale}.a`, t0 + hold, t0])
+    expect(await logged()).toEqual([{ e: "c", u: "ann", i: "1", o: "reserved", k: `${sale}.a`, x: String(t0 + hold), t: String(t0) }])
+  })
+
+  test("the same user on the same item gets the same code back as repeated, without counting again", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    expect(await checkout("ann", 1, `${sale}.other`, t0 + 10)).toEqual([1, `${sale}.a`, t0 + hold, t0 + 10])
+    expect(await redis.hget(keys[4]!, "ann")).toBe("1")
+  })
+
+  test("an item outside 1..SALE_ITEMS is unknown_item", async () => {
+    await init()
+    expect((await checkout("ann", 0))[0]).toBe(-1)
+    expect((await checkout("ann", items + 1))[0]).toBe(-1)
+  })
+
+  test("another user's live hold is item_reserved", async () => {
+    await init()
+    await checkout("ann", 1)
+    expect(await checkout("bob", 1)).toEqual([-4, "", 0, t0])
+  })
+
+  test("a sold item is item_sold, for its buyer too", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    await purchase(`${sale}.a`)
+    expect((await checkout("bob", 1))[0]).toBe(-3)
+    expect((await checkout("ann", 1))[0]).toBe(-3)
+  })
+
+  test("purchases plus live holds reaching USER_LIMIT is user_limit", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    await purchase(`${sale}.a`)
+    await checkout("ann", 2)
+    expect((await checkout("ann", 3))[0]).toBe(-5)
+  })
+
+  test("once every item is sold, any checkout is sold_out", async () => {
+    await init()
+    for (const [user, item] of [["ann", 1], ["bob", 2], ["cat", 3]] as const) {
+      await checkout(user, item, `${sale}.${item}`)
+      await purchase(`${sale}.${item}`)
+    }
+    expect((await checkout("dan", 1))[0]).toBe(-2)
+  })
+
+  test("an expired hold is released before deciding: the item and the holder's slot are free again", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    await checkout("ann", 2, `${sale}.b`)
+    expect((await checkout("ann", 3, `${sale}.c`, t0 + hold - 1))[0]).toBe(-5)
+    expect(await checkout("bob", 1, `${sale}.d`, t0 + hold)).toEqual([0, `${sale}.d`, t0 + 2 * hold, t0 + hold])
+    expect((await checkout("ann", 3, `${sale}.e`, t0 + hold))[0]).toBe(0)
+  })
+
+  test("keys of another sale than the current one get wrong_sale with the current sale id, and nothing is logged", async () => {
+    await init()
+    expect(await checkout("ann", 1, `${sale}.a`, t0 + period)).toEqual([-10, String(sale + 1)])
+    expect(await logged()).toEqual([])
+  })
+
+  test("an uninitialised sale is not_ready, and nothing is logged", async () => {
+    expect(await checkout("ann", 1)).toEqual([-11])
+    expect(await redis.exists(keys[7]!)).toBe(0)
+  })
+
+  test("every decided outcome is counted as accepted or rejected", async () => {
+    await init()
+    await checkout("ann", 1)
+    await checkout("ann", 1)
+    await checkout("bob", 1)
+    await checkout("bob", 99)
+    expect(await redis.hmget(keys[6]!, "c_ok", "c_rej", "held")).toEqual(["2", "2", "1"])
+  })
+})
+
+describe("purchase.lua", () => {
+  test("a live hold converts to a sale, once", async () => {
+    await init()
+    await checkout("ann", 2, `${sale}.a`)
+    expect(await purchase(`${sale}.a`, t0 + 5)).toEqual([0, 2, "ann", t0 + 5])
+    expect(await purchase(`${sale}.a`, t0 + 6)).toEqual([-7])
+    expect((await logged()).slice(1).map((e) => e.o)).toEqual(["purchased", "code_used"])
+    expect(await redis.hmget(keys[6]!, "sold", "held", "p_ok", "p_rej")).toEqual(["1", "0", "1", "1"])
+  })
+
+  test("a code never issued is code_not_found", async () => {
+    await init()
+    expect(await purchase(`${sale}.nope`)).toEqual([-6])
+  })
+
+  test("an expired hold's code is code_not_found, and the item went back to stock", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    expect(await purchase(`${sale}.a`, t0 + hold)).toEqual([-6])
+    expect(await redis.hexists(keys[1]!, "1")).toBe(0)
+  })
+
+  test("a hold granted before the sale ended can be bought after, until it expires", async () => {
+    await init()
+    const late = sale * period + period - 1
+    await checkout("ann", 1, `${sale}.a`, late)
+    expect(await purchase(`${sale}.a`, late + hold - 1)).toEqual([0, 1, "ann", late + hold - 1])
+  })
+
+  test("a code of a sale that has not started is code_not_found", async () => {
+    await init(t0, sale + 1, "empty")
+    expect(await purchase(`${sale + 1}.a`, t0, sale + 1)).toEqual([-6])
+  })
+
+  test("an uninitialised sale whose holds may still be live is not_ready; an older one is code_not_found", async () => {
+    expect(await purchase(`${sale}.a`)).toEqual([-11])
+    expect(await purchase(`${sale}.a`, (sale + 1) * period + hold)).toEqual([-6])
+  })
+})
+
+describe("release.lua", () => {
+  test("returns the number of expired holds it released", async () => {
+    await init()
+    await checkout("ann", 1)
+    await checkout("bob", 2, `${sale}.b`, t0 + 1)
+    expect(await scripts.release(keys, [t0 + hold])).toBe(1)
+    expect(await scripts.release(keys, [t0 + hold + 1])).toBe(1)
+    expect(await scripts.release(keys, [t0 + hold + 2])).toBe(0)
+    expect(await redis.hlen(keys[1]!)).toBe(0)
+    expect(await redis.hlen(keys[4]!)).toBe(0)
+  })
+
+  test("does nothing for an uninitialised sale", async () => {
+    expect(await scripts.release(keys, [t0])).toBe(0)
+  })
+})
+
+describe("status.lua", () => {
+  test("counts sold, live holds and attempts, releasing expired holds first", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    await checkout("bob", 2, `${sale}.b`)
+    await checkout("cat", 2)
+    await purchase(`${sale}.a`)
+    await purchase(`${sale}.zz`)
+    expect(await status(t0 + 1)).toEqual([0, t0 + 1, 1, 1, 2, 1, 1, 1])
+    expect(await status(t0 + hold)).toEqual([0, t0 + hold, 1, 0, 2, 1, 1, 1])
+  })
+
+  test("wrong_sale and not_ready as for checkout", async () => {
+    expect(await status()).toEqual([-11])
+    await init()
+    expect(await status(t0 + period)).toEqual([-10, String(sale + 1)])
+  })
+})
+
+describe("init_sale.lua", () => {
+  test("rebuilds sold items, live holds, user counts and counters from a snapshot", async () => {
+    const snapshot = [5, 6, 1, 2, 1, 3, "ann", `${sale}.s`, t0 - 10, 1, 1, "ann", `${sale}.h`, t0 + 100]
+    expect(await init(t0, sale, "rebuild", snapshot)).toBe(1)
+    expect(await status()).toEqual([0, t0, 1, 1, 5, 6, 1, 2])
+    expect((await checkout("bob", 3))[0]).toBe(-3)
+    expect((await checkout("bob", 1))[0]).toBe(-4)
+    expect((await checkout("ann", 2))[0]).toBe(-5)
+    expect(await purchase(`${sale}.h`)).toEqual([0, 1, "ann", t0])
+    expect(await purchase(`${sale}.s`)).toEqual([-7])
+  })
+
+  test("does nothing if the sale is already initialised", async () => {
+    await init()
+    await checkout("ann", 1)
+    expect(await init()).toBe(0)
+    expect(await redis.hget(keys[6]!, "c_ok")).toBe("1")
+  })
+
+  test("refuses to initialise a sale empty once it has started", async () => {
+    expect(await init(t0, sale, "empty")).toBe(-1)
+    expect(await init(t0 - period, sale, "empty")).toBe(1)
+  })
+})

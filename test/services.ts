@@ -1,0 +1,156 @@
+/**
+ * Throwaway redis-server and postgres for the tests: free ports, temp data dirs,
+ * stopped afterwards. As root, postgres runs as the `postgres` user (it refuses root).
+ */
+import { mkdtempSync, rmSync, chownSync, readdirSync, existsSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import Redis from "ioredis"
+import postgres from "postgres"
+
+export async function freePort(): Promise<number> {
+  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } })
+  const port = server.port
+  server.stop(true)
+  return port
+}
+
+/** Polls until check() resolves truthy; fails with the last error after timeoutMs. */
+export async function until<T>(what: string, check: () => Promise<T> | T, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value) return value
+    } catch (error) {
+      last = error
+    }
+    await Bun.sleep(25)
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`)
+}
+
+const isRoot = process.getuid?.() === 0
+
+export type RedisServer = { url: string; port: number; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> }
+
+/** Starts redis-server on a free port; start() after kill() brings it back on the same port, empty. */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), "fs-redis-"))
+  let proc: ReturnType<typeof Bun.spawn> | undefined
+  const url = `redis://127.0.0.1:${port}`
+  const start = async () => {
+    proc = Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--logfile", join(dir, "redis.log")], { stdout: "ignore", stderr: "inherit" })
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    client.on("error", () => {})
+    await until(`redis-server on ${port}`, async () => {
+      if (client.status !== "ready") await client.connect().catch(() => client.disconnect())
+      return (await client.ping()) === "PONG"
+    })
+    client.disconnect()
+  }
+  const kill = async () => {
+    proc?.kill(9)
+    await proc?.exited
+  }
+  await start()
+  return {
+    url,
+    port,
+    start,
+    kill,
+    async stop() {
+      await kill()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+function postgresBin(): string {
+  const root = "/usr/lib/postgresql"
+  if (existsSync(root)) {
+    const versions = readdirSync(root).filter((v) => existsSync(join(root, v, "bin", "postgres"))).sort((a, b) => Number(b) - Number(a))
+    if (versions[0]) return join(root, versions[0], "bin")
+  }
+  const found = Bun.which("pg_ctl")
+  if (found) return join(found, "..")
+  throw new Error("PostgreSQL server binaries not found: install postgresql (apt-get install postgresql)")
+}
+
+export type PostgresServer = { url: string; stop(): Promise<void>; halt(): Promise<void>; start(): Promise<void> }
+
+/** initdb into a temp dir and start postgres on a free port; halt()/start() stop it and bring it back with its data. */
+export async function startPostgres(): Promise<PostgresServer> {
+  const bin = postgresBin()
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), "fs-pg-"))
+  const data = join(dir, "data")
+  const asOwner = (args: string[]) => (isRoot ? ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", ...args] : args)
+  if (isRoot) chownSync(dir, uidOf("postgres"), gidOf("postgres"))
+  const run = async (args: string[]) => {
+    const proc = Bun.spawn(asOwner(args), { stdout: "pipe", stderr: "pipe", cwd: dir })
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+    if (code !== 0) throw new Error(`${args.slice(0, 2).join(" ")} failed (${code}): ${err || out}`)
+  }
+  await run([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`
+  const start = () => run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "postgres.log"), "-o", options, "-w", "-t", "30", "start"])
+  const halt = () => run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
+  await start()
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    start,
+    halt,
+    async stop() {
+      await run([join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"]).catch(() => {})
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+function idOf(file: string, name: string): number {
+  const line = readFileSync(file, "utf8").split("\n").find((l: string) => l.startsWith(`${name}:`))
+  if (!line) throw new Error(`no ${name} in ${file}: install postgresql`)
+  return Number(line.split(":")[2])
+}
+const uidOf = (name: string) => idOf("/etc/passwd", name)
+const gidOf = (name: string) => idOf("/etc/group", name)
+
+/** The services this run shares, set up by test/setup.ts. */
+export function sharedServices(): { redisUrl: string; databaseUrl: string } {
+  const redisUrl = process.env.FS_TEST_REDIS_URL
+  const databaseUrl = process.env.FS_TEST_DATABASE_URL
+  if (!redisUrl || !databaseUrl) throw new Error("test services are not set up: run the tests with `bun test ./test` (bunfig.toml preloads test/setup.ts)")
+  return { redisUrl, databaseUrl }
+}
+
+let databases = 0
+let redisDbs = 0
+
+/** A private Redis database and a fresh PostgreSQL database on the shared services, for one test file. */
+export async function isolated(): Promise<{ redisUrl: string; databaseUrl: string; redis: Redis; sql: postgres.Sql; close(): Promise<void> }> {
+  const shared = sharedServices()
+  const name = `fs_${process.pid}_${++databases}_${Date.now()}`
+  const admin = postgres(shared.databaseUrl, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  await admin.end()
+  const dbUrl = new URL(shared.databaseUrl)
+  dbUrl.pathname = `/${name}`
+  const redisUrl = `${shared.redisUrl.replace(/\/\d*$/, "")}/${++redisDbs % 16}`
+  const redis = new Redis(redisUrl)
+  await redis.flushdb()
+  const sql = postgres(dbUrl.toString(), { max: 4, onnotice: () => {} })
+  return {
+    redisUrl,
+    databaseUrl: dbUrl.toString(),
+    redis,
+    sql,
+    async close() {
+      await sql.end()
+      redis.disconnect()
+    },
+  }
+}
+
