@@ -1,6 +1,7 @@
 /** The sale's invariants under real concurrency: hundreds of requests in flight through HTTP, against real Redis and PostgreSQL. */
 import { afterEach, expect, test } from "bun:test"
 import { harness, inFlight, serve, tally, type Harness } from "./harness"
+import { scalar } from "./services"
 
 let open: { h: Harness; server: ReturnType<typeof serve> }[] = []
 async function start(config: Parameters<typeof harness>[0]) {
@@ -51,10 +52,8 @@ test("demand far above stock sells exactly the stock: no item twice, no user ove
   const bought = await h.sql`select user_id, count(*)::int as n from purchases group by user_id order by n desc limit 1`
   expect(bought[0]!.n).toBeLessThanOrEqual(3)
   expect(perUser[0]!.n).toBeLessThanOrEqual(3)
-  const [{ n: attempts }] = await h.sql`select count(*)::int as n from checkout_attempts`
-  const [{ n: purchaseAttempts }] = await h.sql`select count(*)::int as n from purchase_attempts`
-  expect(attempts).toBe(checkouts.length)
-  expect(purchaseAttempts).toBe(purchases.length)
+  expect(await scalar(h.sql`select count(*)::int as n from checkout_attempts`)).toBe(checkouts.length)
+  expect(await scalar(h.sql`select count(*)::int as n from purchase_attempts`)).toBe(purchases.length)
   const kept = await h.sql`select outcome, count(*)::int as n from checkout_attempts group by outcome`
   const byOutcome = Object.fromEntries(kept.map((r) => [r.outcome === "reserved" ? "ok" : r.outcome, r.n]))
   expect(byOutcome).toEqual(tally(checkouts))

@@ -131,8 +131,9 @@ describe("GET /health", () => {
 
 describe("routing", () => {
   test("a wrong method on a known path is 405 with Allow", async () => {
-    for (const [method, path, allow] of [["GET", "/checkout", "POST"], ["DELETE", "/purchase", "POST"], ["POST", "/status", "GET, HEAD"], ["PUT", "/health", "GET, HEAD"]]) {
-      const response = await h.call(method!, path!)
+    const cases: [string, string, string][] = [["GET", "/checkout", "POST"], ["DELETE", "/purchase", "POST"], ["POST", "/status", "GET, HEAD"], ["PUT", "/health", "GET, HEAD"]]
+    for (const [method, path, allow] of cases) {
+      const response = await h.call(method, path)
       expect({ path, status: response.status, error: response.body.error, allow: response.headers.get("allow") }).toEqual({ path, status: 405, error: "method_not_allowed", allow })
     }
   })

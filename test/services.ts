@@ -95,7 +95,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     if (code !== 0) throw new Error(`${args.slice(0, 2).join(" ")} failed (${code}): ${err || out}`)
   }
   await run([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200`
   const start = () => run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "postgres.log"), "-o", options, "-w", "-t", "30", "start"])
   const halt = () => run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
   await start()
@@ -129,9 +129,9 @@ export function sharedServices(): { redisUrl: string; databaseUrl: string } {
 let databases = 0
 let redisDbs = 0
 
-/** A private Redis database and a fresh PostgreSQL database on the shared services, for one test file. */
-export async function isolated(): Promise<{ redisUrl: string; databaseUrl: string; redis: Redis; sql: postgres.Sql; close(): Promise<void> }> {
-  const shared = sharedServices()
+/** A private Redis database and a fresh PostgreSQL database, on the shared services unless others are given. */
+export async function isolated(on: Partial<{ redisUrl: string; databaseUrl: string }> = {}): Promise<{ redisUrl: string; databaseUrl: string; redis: Redis; sql: postgres.Sql; close(): Promise<void> }> {
+  const shared = { ...sharedServices(), ...on }
   const name = `fs_${process.pid}_${++databases}_${Date.now()}`
   const admin = postgres(shared.databaseUrl, { max: 1, onnotice: () => {} })
   await admin.unsafe(`create database ${name}`)
@@ -154,3 +154,8 @@ export async function isolated(): Promise<{ redisUrl: string; databaseUrl: strin
   }
 }
 
+
+/** The `n` column of a one-row query, as a number. */
+export async function scalar(rows: Promise<readonly Record<string, unknown>[]>): Promise<number> {
+  return Number((await rows)[0]!.n)
+}

@@ -1,0 +1,60 @@
+/** The compiled executable serves the contract from any directory, with its Lua scripts and docs assets inside. */
+import { afterAll, beforeAll, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { isolated, scalar } from "./services"
+import { request, startServer, type ServerProcess } from "./process"
+
+const dir = mkdtempSync(join(tmpdir(), "fs-bin-"))
+const binary = join(dir, "flashsale")
+let env: Awaited<ReturnType<typeof isolated>>
+let server: ServerProcess
+
+beforeAll(async () => {
+  const build = Bun.spawnSync(["bun", "build", join(import.meta.dir, "..", "src", "main.ts"), "--compile", "--minify", "--outfile", binary], { stderr: "pipe" })
+  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`)
+  env = await isolated()
+  server = await startServer({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "10" }, [binary], dir)
+}, 60_000)
+
+afterAll(async () => {
+  await server?.stop()
+  await env?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+test("the binary is healthy, sells an item and serves its docs from a directory without the sources", async () => {
+  expect((await request(server.base, "GET", "/health")).body.status).toBe("ok")
+  const held = await request(server.base, "POST", "/checkout?user_id=ann&id=item4")
+  expect(held).toMatchObject({ status: 200, body: { item: { id: 4 } } })
+  expect(await request(server.base, "POST", `/purchase?code=${held.body.code}`)).toMatchObject({ status: 200, body: { user_id: "ann" } })
+  const docs = await request(server.base, "GET", "/swagger/json")
+  expect(Object.keys(docs.body.paths).sort()).toEqual(["/checkout", "/health", "/purchase", "/status"])
+  const ui = await fetch(`${server.base}/swagger/scalar.js`)
+  expect(ui.status).toBe(200)
+  expect((await ui.arrayBuffer()).byteLength).toBeGreaterThan(100_000)
+})
+
+test("SIGTERM stops it cleanly after writing the ledger", async () => {
+  await request(server.base, "POST", "/checkout?user_id=bob&id=5")
+  expect(await server.stop("SIGTERM")).toBe(0)
+  expect(await scalar(env.sql`select count(*)::int as n from checkout_attempts where user_id = 'bob'`)).toBe(1)
+  expect(server.output()).toContain("stopped")
+})
+
+test("a bad configuration exits 2 naming every bad variable, and never prints a password", () => {
+  const run = Bun.spawnSync([binary, "--sale-items", "0"], { env: { ...process.env, PORT: "x", REDIS_URL: "redis://u:hunter2@h:1", DATABASE_URL: "mysql://u:hunter2@h/db" }, stderr: "pipe", cwd: dir })
+  const message = run.stderr.toString()
+  expect(run.exitCode).toBe(2)
+  expect(message).toContain("PORT")
+  expect(message).toContain("SALE_ITEMS")
+  expect(message).toContain("DATABASE_URL")
+  expect(message).not.toContain("hunter2")
+})
+
+test("--help lists every variable with its default and exits 0", () => {
+  const run = Bun.spawnSync([binary, "--help"], { stdout: "pipe", cwd: dir })
+  expect(run.exitCode).toBe(0)
+  for (const name of ["PORT", "REDIS_URL", "DATABASE_URL", "DATA_DIR", "SALE_ITEMS", "USER_LIMIT", "SALE_PERIOD_SECONDS", "HOLD_SECONDS"]) expect(run.stdout.toString()).toContain(name)
+})

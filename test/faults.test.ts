@@ -1,0 +1,150 @@
+/**
+ * Faults, with the server as a real process: kill -9 under load, PostgreSQL down under load,
+ * Redis restarted empty. Nothing decided is lost and nothing is oversold.
+ */
+import { afterEach, expect, test } from "bun:test"
+import { isolated, scalar, startPostgres, startRedis, until } from "./services"
+import { request, startServer, type ServerProcess } from "./process"
+import { inFlight, tally } from "./harness"
+
+const cleanups: (() => Promise<unknown>)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {})
+})
+
+async function server(env: Record<string, string>): Promise<ServerProcess> {
+  const s = await startServer(env)
+  cleanups.push(() => s.stop("SIGKILL"))
+  return s
+}
+
+type Result = { status: number; body: any }
+
+/** Shoppers who check out random items and buy what they hold, until told to stop or the sale sells out. */
+function shoppers(base: () => string, items: number, log: { checkouts: Result[]; purchases: Result[]; failed: number }) {
+  let running = true
+  const one = (user: string) => async () => {
+    while (running) {
+      try {
+        const held = await request(base(), "POST", `/checkout?user_id=${user}&id=${1 + Math.floor(Math.random() * items)}`)
+        log.checkouts.push(held)
+        if (held.body.error === "sold_out") return
+        if (held.status === 200) log.purchases.push(await request(base(), "POST", `/purchase?code=${held.body.code}`))
+      } catch {
+        log.failed++ // connection refused or reset while the server is down: this attempt's outcome is unknown
+        await Bun.sleep(5)
+      }
+    }
+  }
+  return { run: (n: number) => inFlight(n, Array.from({ length: n }, (_, i) => one(`s${i}`))), stop: () => (running = false) }
+}
+
+const drainedHealth = (base: string) => until("the ledger to drain", async () => {
+  const health = await request(base, "GET", "/health")
+  return health.status === 200 && health.body.checks.ledger.backlog_entries === 0 && health.body.status === "ok"
+}, 30_000)
+
+test("kill -9 under load, then restart: every answered decision is kept, the stock sells exactly once", async () => {
+  const env = await isolated()
+  cleanups.push(() => env.close())
+  const config = { REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "1000", USER_LIMIT: "1000", HOLD_SECONDS: "1" }
+  let s = await server(config)
+  const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+  const load = shoppers(() => s.base, 1000, log)
+  const running = load.run(64)
+  await until("some load", () => log.purchases.length > 300)
+  expect(await s.stop("SIGKILL")).not.toBe(0)
+  s = await server(config)
+  await running
+  expect(log.failed).toBeGreaterThan(0)
+
+  await drainedHealth(s.base)
+  const sold = log.purchases.filter((p) => p.status === 200)
+  const purchases = await scalar(env.sql`select count(*)::int as n from purchases`)
+  expect(purchases).toBe(1000)
+  expect(await scalar(env.sql`select count(distinct item_id)::int as n from purchases`)).toBe(1000)
+  const rows = new Set((await env.sql`select item_id, user_id from purchases`).map((r) => `${r.item_id}:${r.user_id}`))
+  expect(sold.filter((p) => !rows.has(`${p.body.item.id}:${p.body.user_id}`))).toEqual([])
+  // Every purchase answered 200 is a row; requests cut off by the kill may have been decided too, so rows can exceed answers.
+  expect(purchases).toBeGreaterThanOrEqual(sold.length)
+  const kept = Object.fromEntries((await env.sql`select outcome, count(*)::int as n from checkout_attempts group by outcome`).map((r) => [r.outcome, r.n]))
+  kept.ok = (kept.reserved ?? 0) + (kept.repeated ?? 0)
+  for (const [outcome, answered] of Object.entries(tally(log.checkouts))) expect({ outcome, kept: kept[outcome]! >= answered }).toEqual({ outcome, kept: true })
+  expect(await scalar(env.sql`select count(*)::int as n from checkout_attempts`)).toBeLessThanOrEqual(log.checkouts.length + log.failed)
+}, 60_000)
+
+test("PostgreSQL stopped under load: the sale goes on, health says degraded, and the backlog drains when it returns", async () => {
+  const pg = await startPostgres()
+  cleanups.push(() => pg.stop())
+  const env = await isolated({ databaseUrl: pg.url })
+  cleanups.push(() => env.close())
+  const s = await server({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "100000", USER_LIMIT: "100000" })
+  const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+  const load = shoppers(() => s.base, 100_000, log)
+  const running = load.run(32)
+  await until("some load", () => log.checkouts.length > 200)
+  await pg.halt()
+  const during = log.checkouts.length
+  await until("load while PostgreSQL is down", () => log.checkouts.length > during + 1000).catch((error) => {
+    throw new Error(`${error.message}; server output:\n${s.output().slice(-3000)}`)
+  })
+  const health = await request(s.base, "GET", "/health")
+  expect(health.status).toBe(200)
+  const backlog = health.body.checks.ledger.backlog_entries
+  expect(health.body).toMatchObject({ status: "degraded", checks: { postgres: { status: "down" } } })
+  expect(backlog).toBeGreaterThan(0)
+  await pg.start()
+  load.stop()
+  await running
+  expect(log.failed).toBe(0)
+  expect(tally(log.checkouts).unavailable).toBeUndefined()
+
+  await drainedHealth(s.base)
+  expect(await scalar(env.sql`select count(*)::int as n from checkout_attempts`)).toBe(log.checkouts.length)
+  expect(await scalar(env.sql`select count(*)::int as n from purchases`)).toBe(log.purchases.filter((p) => p.status === 200).length)
+}, 60_000)
+
+test("Redis restarted empty: the sale is rebuilt from PostgreSQL before the server answers again", async () => {
+  const redis = await startRedis()
+  cleanups.push(() => redis.stop())
+  const env = await isolated({ redisUrl: redis.url })
+  cleanups.push(() => env.close())
+  const s = await server({ REDIS_URL: redis.url, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "50", USER_LIMIT: "3" })
+  const buy = async (user: string, id: number) => {
+    const held = await request(s.base, "POST", `/checkout?user_id=${user}&id=${id}`)
+    return request(s.base, "POST", `/purchase?code=${held.body.code}`)
+  }
+  expect((await buy("ann", 1)).status).toBe(200)
+  expect((await buy("ann", 2)).status).toBe(200)
+  const held = await request(s.base, "POST", "/checkout?user_id=bob&id=3")
+  expect(held.status).toBe(200)
+  await request(s.base, "POST", "/checkout?user_id=cat&id=3")
+  const before = (await request(s.base, "GET", "/status")).body
+  await drainedHealth(s.base)
+
+  await redis.kill()
+  const down = await request(s.base, "POST", "/checkout?user_id=dan&id=1")
+  expect(down.status).toBe(503)
+  expect(down.headers.get("retry-after")).toMatch(/^\d+$/)
+  await redis.start()
+
+  // The very first answers after the restart already know what was sold and held.
+  const sold = await until("Redis to be reachable again", async () => {
+    const r = await request(s.base, "POST", "/checkout?user_id=dan&id=1")
+    return r.status === 503 ? undefined : r
+  })
+  expect(sold!.body.error).toBe("item_sold")
+  expect((await request(s.base, "POST", "/checkout?user_id=dan&id=3")).body.error).toBe("item_reserved")
+  expect((await request(s.base, "POST", "/checkout?user_id=ann&id=4")).status).toBe(200)
+  expect((await request(s.base, "POST", "/checkout?user_id=ann&id=5")).body.error).toBe("user_limit")
+  expect(await request(s.base, "POST", `/purchase?code=${held.body.code}`)).toMatchObject({ status: 200, body: { user_id: "bob", item: { id: 3 } } })
+  const after = (await request(s.base, "GET", "/status")).body
+  expect(after).toMatchObject({
+    sale_id: before.sale_id,
+    items_sold: 3,
+    items_reserved: 1,
+    checkouts: { accepted: before.checkouts.accepted + 1, rejected: before.checkouts.rejected + 3 },
+    purchases: { accepted: 3, rejected: 0 },
+  })
+  expect(s.output()).toContain("rebuilt from PostgreSQL (2 sold, 1 live holds)")
+}, 60_000)

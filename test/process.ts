@@ -1,0 +1,49 @@
+/** The server as a separate process (from source or the compiled binary), for tests that kill it or its services. */
+import { join } from "node:path"
+
+export type ServerProcess = {
+  base: string
+  proc: ReturnType<typeof Bun.spawn>
+  output: () => string
+  /** Sends the signal and waits for the process to exit; resolves to its exit code. */
+  stop(signal?: NodeJS.Signals | number): Promise<number>
+}
+
+export async function startServer(env: Record<string, string>, command = ["bun", join(import.meta.dir, "..", "src", "main.ts")], cwd?: string): Promise<ServerProcess> {
+  const proc = Bun.spawn(command, { env: { ...process.env, PORT: "0", ...env }, stdout: "pipe", stderr: "pipe", cwd })
+  let output = ""
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 20_000)
+    const read = async (stream: ReadableStream<Uint8Array>) => {
+      const decoder = new TextDecoder()
+      for await (const chunk of stream) {
+        output += decoder.decode(chunk)
+        const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
+        if (match) {
+          clearTimeout(timer)
+          resolve(match[1]!)
+        }
+      }
+    }
+    read(proc.stdout as ReadableStream<Uint8Array>)
+    read(proc.stderr as ReadableStream<Uint8Array>)
+    proc.exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`server exited with ${code} before listening:\n${output}`))
+    })
+  })
+  return {
+    base,
+    proc,
+    output: () => output,
+    async stop(signal = "SIGTERM") {
+      proc.kill(signal)
+      return proc.exited
+    },
+  }
+}
+
+export async function request(base: string, method: string, path: string): Promise<{ status: number; body: any; headers: Headers }> {
+  const response = await fetch(`${base}${path}`, { method })
+  return { status: response.status, headers: response.headers, body: await response.json() }
+}
