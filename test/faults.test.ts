@@ -126,6 +126,7 @@ test("Redis restarted empty: the sale is rebuilt from PostgreSQL before the serv
   const down = await request(s.base, "POST", "/checkout?user_id=dan&id=1")
   expect(down.status).toBe(503)
   expect(down.headers.get("retry-after")).toMatch(/^\d+$/)
+  expect(await request(s.base, "GET", "/health")).toMatchObject({ status: 503, body: { status: "down", checks: { redis: { status: "down" } } } })
   await redis.start()
 
   // The very first answers after the restart already know what was sold and held.
