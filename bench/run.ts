@@ -1,0 +1,284 @@
+/**
+ * `bun run bench`: builds the binary, starts throwaway redis-server and postgres and the server on free
+ * ports, runs each scenario with wrk on 127.0.0.1 for a bounded time, then verifies the sale's invariants
+ * against PostgreSQL and Redis. Prints a table, writes JSON to bench/results/, exits 1 on any violation.
+ *
+ *   bun run bench [--scenario flood,sellout] [--duration 10] [--connections 64] [--instances 2] [--soak 60]
+ */
+import { mkdirSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { tmpdir } from "node:os"
+import Redis from "ioredis"
+import postgres from "postgres"
+import { startPostgres, startRedis, until } from "../test/services"
+import { startServer, type ServerProcess } from "../test/process"
+
+const root = join(import.meta.dir, "..")
+const wrkDir = join(import.meta.dir, "wrk")
+
+type Options = { scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number }
+const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "mixed", "soak", "instances"]
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = { scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10 }
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.split("=", 2)
+    const value = inline ?? argv[++i]
+    if (value === undefined) throw new Error(`${flag} needs a value`)
+    if (flag === "--scenario") {
+      options.scenarios = value.split(",")
+      const unknown = options.scenarios.filter((s) => !scenarioNames.includes(s))
+      if (unknown.length) throw new Error(`unknown scenario ${unknown.join(", ")}; known: ${scenarioNames.join(", ")}`)
+    } else if (["--duration", "--connections", "--instances", "--soak", "--threads"].includes(flag!)) {
+      const n = Number(value)
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} takes a whole number, got ${value}`)
+      options[flag!.slice(2) as "duration"] = n
+    } else throw new Error(`unknown option ${flag}`)
+  }
+  return options
+}
+
+type WrkResult = {
+  rps: number
+  requests: number
+  errors: number
+  p50_ms: number
+  p90_ms: number
+  p99_ms: number
+  max_ms: number
+  counts: Record<string, number>
+  sent: Record<string, number>
+}
+
+async function wrk(script: string, base: string, seconds: number, connections: number, threads: number, env: Record<string, string> = {}): Promise<WrkResult> {
+  const proc = Bun.spawn(["wrk", `-t${threads}`, `-c${connections}`, `-d${seconds}s`, "--timeout", "5s", "-s", join(wrkDir, script), base], {
+    env: { ...process.env, WRK_LIB: wrkDir, WRK_THREADS: String(threads), ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  })
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+  const line = /WRKRESULT (.*)/.exec(out)
+  if (code !== 0 || !line) throw new Error(`wrk ${script} failed (${code}): ${err}\n${out}`)
+  const parsed = JSON.parse(line[1]!)
+  return { ...parsed, rps: parsed.requests / (parsed.duration_us / 1e6) }
+}
+
+function merge(results: WrkResult[]): WrkResult {
+  const sum = (key: "counts" | "sent") => {
+    const total: Record<string, number> = {}
+    for (const r of results) for (const [k, v] of Object.entries(r[key])) total[k] = (total[k] ?? 0) + v
+    return total
+  }
+  return {
+    rps: results.reduce((a, r) => a + r.rps, 0),
+    requests: results.reduce((a, r) => a + r.requests, 0),
+    errors: results.reduce((a, r) => a + r.errors, 0),
+    p50_ms: Math.max(...results.map((r) => r.p50_ms)),
+    p90_ms: Math.max(...results.map((r) => r.p90_ms)),
+    p99_ms: Math.max(...results.map((r) => r.p99_ms)),
+    max_ms: Math.max(...results.map((r) => r.max_ms)),
+    counts: sum("counts"),
+    sent: sum("sent"),
+  }
+}
+
+const sumOf = (counts: Record<string, number>, prefix: string) => Object.entries(counts).filter(([k]) => k.startsWith(prefix)).reduce((a, [, v]) => a + v, 0)
+
+function rssMb(pid: number): number {
+  const status = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024
+}
+
+async function main() {
+  const options = parseArgs(Bun.argv.slice(2))
+  const binary = join(root, "dist", "flashsale")
+  console.log("building dist/flashsale")
+  const build = Bun.spawnSync(["bun", "run", "build"], { cwd: root, stdout: "ignore", stderr: "pipe" })
+  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`)
+  if (!Bun.which("wrk")) throw new Error("wrk is not installed: apt-get install wrk")
+
+  const redisServer = await startRedis()
+  const pgServer = await startPostgres()
+  const redis = new Redis(redisServer.url)
+  const admin = postgres(pgServer.url, { max: 1, onnotice: () => {} })
+  const cleanup: (() => Promise<unknown>)[] = [() => pgServer.stop(), () => redisServer.stop(), async () => redis.disconnect(), () => admin.end()]
+
+  try {
+    const hello = await startServer({}, ["bun", join(import.meta.dir, "hello.ts")])
+    const baseline = await wrk("hello.lua", hello.base, options.duration, options.connections, options.threads)
+    await hello.stop()
+    console.log(`hello-world baseline: ${Math.round(baseline.rps)} req/s, p99 ${baseline.p99_ms} ms`)
+
+    const rows: Record<string, unknown>[] = []
+    let violations = 0
+    for (const scenario of options.scenarios) {
+      const result = await runScenario(scenario, options, binary, redisServer.url, pgServer.url, redis, admin)
+      const ratio = result.wrk.rps / baseline.rps
+      violations += result.violations.length
+      rows.push({ scenario, ...result, ratio })
+      console.log(`${scenario}: ${Math.round(result.wrk.rps)} req/s (${ratio.toFixed(2)} x hello), p99 ${result.wrk.p99_ms} ms, ${result.violations.length ? `VIOLATIONS: ${result.violations.join("; ")}` : "verified"}`)
+    }
+
+    printTable(baseline, rows)
+    const dir = join(import.meta.dir, "results")
+    mkdirSync(dir, { recursive: true })
+    const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, "-")}.json`)
+    writeFileSync(file, JSON.stringify({ options, machine: { cpus: navigator.hardwareConcurrency, bun: Bun.version }, baseline, scenarios: rows }, null, 2))
+    console.log(`\nresults: ${file}`)
+    if (violations > 0) {
+      console.error(`\n${violations} INVARIANT VIOLATION(S): see above`)
+      process.exitCode = 1
+    }
+  } finally {
+    for (const step of cleanup.reverse()) await step().catch(() => {})
+  }
+}
+
+type ScenarioResult = { wrk: WrkResult; violations: string[]; drain_ms: number; extra: Record<string, unknown> }
+
+async function runScenario(scenario: string, options: Options, binary: string, redisUrl: string, pgUrl: string, redis: Redis, admin: postgres.Sql): Promise<ScenarioResult> {
+  await redis.flushall()
+  const db = `bench_${scenario}_${Date.now()}`
+  await admin.unsafe(`create database ${db}`)
+  const databaseUrl = pgUrl.replace(/\/postgres$/, `/${db}`)
+  const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} })
+  const env = { REDIS_URL: `${redisUrl}/0`, DATABASE_URL: databaseUrl, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300" }
+  const servers: ServerProcess[] = []
+  const instances = scenario === "instances" ? options.instances : 1
+  for (let i = 0; i < instances; i++) servers.push(await startServer(env, [binary], tmpdir()))
+  const extra: Record<string, unknown> = {}
+  const wrkEnv = { SALE_ITEMS: String(options.items) }
+  let result: WrkResult
+  try {
+    if (scenario === "purchase_storm") {
+      const codes = await holdAll(servers[0]!.base, options.items)
+      const file = join(tmpdir(), `${db}.codes`)
+      writeFileSync(file, codes.join("\n") + "\n")
+      extra.codes = codes.length
+      result = await wrk("purchase_storm.lua", servers[0]!.base, options.duration, options.connections, options.threads, { ...wrkEnv, CODES_FILE: file })
+      // The holds made for the storm are checkouts too: every one was sent and answered.
+      result.sent.checkout = (result.sent.checkout ?? 0) + options.items
+      result.counts["checkout:setup"] = options.items
+    } else if (scenario === "soak") {
+      const samples: { t: number; rss_mb: number; backlog: number; rows: number }[] = []
+      const started = Date.now()
+      const pid = servers[0]!.proc.pid
+      const sampler = setInterval(async () => {
+        const backlog = await streamBacklog(redis)
+        const [{ n }] = (await sql`select count(*)::int as n from checkout_attempts`) as unknown as [{ n: number }]
+        samples.push({ t: Math.round((Date.now() - started) / 1000), rss_mb: Math.round(rssMb(pid)), backlog, rows: n })
+      }, 1000)
+      result = await wrk("flood.lua", servers[0]!.base, options.soak, options.connections, options.threads, wrkEnv)
+      clearInterval(sampler)
+      extra.samples = samples
+      const steady = samples.filter((s) => s.t >= 10)
+      extra.rss_mb = { first: samples[0]?.rss_mb, at_10s: steady[0]?.rss_mb, last: samples.at(-1)?.rss_mb, max: Math.max(...samples.map((s) => s.rss_mb)) }
+      extra.backlog_max = Math.max(...samples.map((s) => s.backlog))
+    } else if (scenario === "instances") {
+      const per = Math.max(1, Math.floor(options.connections / servers.length))
+      const threads = Math.max(1, Math.floor(options.threads / servers.length))
+      result = merge(await Promise.all(servers.map((s) => wrk("flood.lua", s.base, options.duration, per, threads, wrkEnv))))
+    } else {
+      const script = { flood: "flood.lua", fresh: "fresh.lua", sellout: "sellout.lua", mixed: "mixed.lua" }[scenario]!
+      result = await wrk(script, servers[0]!.base, options.duration, options.connections, options.threads, wrkEnv)
+    }
+    const stopped = performance.now()
+    await until("the ledger backlog to drain", async () => (await streamBacklog(redis)) === 0, 120_000)
+    const drain_ms = Math.round(performance.now() - stopped)
+    const violations = await verify(scenario, options, result, sql, redis, extra)
+    return { wrk: result, violations, drain_ms, extra }
+  } finally {
+    for (const server of servers) await server.stop()
+    await sql.end()
+  }
+}
+
+/** Entries in every sale's log stream: decisions not yet in PostgreSQL. */
+async function streamBacklog(redis: Redis): Promise<number> {
+  const sales = await redis.smembers("flashsale:sales")
+  let total = 0
+  for (const sale of sales) total += await redis.xlen(`{sale:${sale}}:log`)
+  return total
+}
+
+/** Holds every item once (one fresh user per item) and returns the codes, for the purchase storm. */
+async function holdAll(base: string, items: number): Promise<string[]> {
+  const codes: string[] = []
+  let next = 1
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (next <= items) {
+      const item = next++
+      const response = await fetch(`${base}/checkout?user_id=storm${item}&id=${item}`, { method: "POST" })
+      const body = (await response.json()) as { code?: string }
+      if (body.code) codes.push(body.code)
+    }
+  }))
+  return codes
+}
+
+async function verify(scenario: string, options: Options, result: WrkResult, sql: postgres.Sql, redis: Redis, extra: Record<string, unknown>): Promise<string[]> {
+  const violations: string[] = []
+  const one = async (query: Promise<readonly Record<string, unknown>[]>) => Number((await query)[0]!.n)
+  const purchases = await one(sql`select count(*)::int as n from purchases`)
+  const items = await one(sql`select count(distinct (sale_id, item_id))::int as n from purchases`)
+  const codes = await one(sql`select count(distinct code)::int as n from purchases`)
+  const perUser = await one(sql`select coalesce(max(n), 0)::int as n from (select count(*) as n from purchases group by sale_id, user_id) t`)
+  const checkoutRows = await one(sql`select count(*)::int as n from checkout_attempts`)
+  const purchaseRows = await one(sql`select count(*)::int as n from purchase_attempts`)
+  const sales = await redis.smembers("flashsale:sales")
+  let soldInRedis = 0
+  let heldPerUser = 0
+  for (const sale of sales) {
+    soldInRedis += Number((await redis.hget(`{sale:${sale}}:stats`, "sold")) ?? 0)
+    for (const n of await redis.hvals(`{sale:${sale}}:users`)) heldPerUser = Math.max(heldPerUser, Number(n))
+  }
+  const decidedCheckouts = sumOf(result.counts, "checkout:")
+  const decidedPurchases = sumOf(result.counts, "purchase:")
+  Object.assign(extra, { purchases, checkout_rows: checkoutRows, checkouts_answered: decidedCheckouts, checkouts_sent: result.sent.checkout, purchase_rows: purchaseRows, purchases_answered: decidedPurchases, purchases_sent: result.sent.purchase })
+
+  if (purchases > options.items) violations.push(`oversold: ${purchases} purchases of ${options.items} items`)
+  if (items !== purchases) violations.push(`an item was sold twice: ${purchases} purchases of ${items} distinct items`)
+  if (codes !== purchases) violations.push(`a code was sold twice: ${purchases} purchases with ${codes} distinct codes`)
+  if (perUser > options.limit) violations.push(`a user bought ${perUser} > USER_LIMIT ${options.limit}`)
+  if (heldPerUser > options.limit) violations.push(`a user holds plus bought ${heldPerUser} > USER_LIMIT ${options.limit}`)
+  if (soldInRedis !== purchases) violations.push(`Redis counts ${soldInRedis} sold, PostgreSQL has ${purchases} purchases`)
+  // wrk drops the answers still in flight when its time is up, so the kept rows lie between what it saw answered and what it sent.
+  if (checkoutRows < decidedCheckouts || checkoutRows > (result.sent.checkout ?? 0)) violations.push(`checkout_attempts has ${checkoutRows} rows; wrk saw ${decidedCheckouts} answered of ${result.sent.checkout} sent`)
+  if (purchaseRows < decidedPurchases || purchaseRows > (result.sent.purchase ?? 0)) violations.push(`purchase_attempts has ${purchaseRows} rows; wrk saw ${decidedPurchases} answered of ${result.sent.purchase} sent`)
+  if (result.counts["other:503:unavailable"]) violations.push(`${result.counts["other:503:unavailable"]} answers were 503`)
+  const unexpected = Object.keys(result.counts).filter((k) => k.startsWith("other:") && k !== "other:503:unavailable")
+  if (unexpected.length) violations.push(`unexpected answers: ${unexpected.map((k) => `${k} x${result.counts[k]}`).join(", ")}`)
+
+  if (scenario === "sellout") {
+    if (purchases !== options.items) violations.push(`demand exceeded stock but only ${purchases} of ${options.items} sold`)
+    else {
+      const [{ seconds }] = (await sql`select extract(epoch from (select max(purchased_at) from purchases) - (select min(created_at) from checkout_attempts))::float8 as seconds`) as unknown as [{ seconds: number }]
+      extra.sellout_seconds = Math.round(seconds * 1000) / 1000
+      extra.purchases_per_second = Math.round(options.items / seconds)
+    }
+  }
+  if (scenario === "purchase_storm" && purchases !== extra.codes) violations.push(`${extra.codes} valid codes but ${purchases} purchases`)
+  return violations
+}
+
+function printTable(baseline: WrkResult, rows: Record<string, any>[]) {
+  const header = ["scenario", "req/s", "x hello", "p50 ms", "p99 ms", "answers (ok / rejected)", "drain ms", "notes", "verified"]
+  const lines = rows.map((r) => {
+    const counts = r.wrk.counts as Record<string, number>
+    const ok = Object.entries(counts).filter(([k]) => k.endsWith(":ok")).reduce((a, [, v]) => a + v, 0)
+    const answered = Object.entries(counts).filter(([k]) => k !== "checkout:setup").reduce((a, [, v]) => a + v, 0)
+    const notes: string[] = []
+    if (r.extra.sellout_seconds !== undefined) notes.push(`10,000 sold in ${r.extra.sellout_seconds} s (${r.extra.purchases_per_second} purchases/s)`)
+    if (r.extra.rss_mb) notes.push(`RSS MB first/10s/last/max ${r.extra.rss_mb.first}/${r.extra.rss_mb.at_10s}/${r.extra.rss_mb.last}/${r.extra.rss_mb.max}, backlog max ${r.extra.backlog_max}`)
+    return [r.scenario, Math.round(r.wrk.rps), r.ratio.toFixed(2), r.wrk.p50_ms.toFixed(2), r.wrk.p99_ms.toFixed(2), `${ok} / ${answered - ok}`, r.drain_ms, notes.join("; "), r.violations.length ? "NO" : "yes"].map(String)
+  })
+  const all = [header, ["hello-world", String(Math.round(baseline.rps)), "1.00", baseline.p50_ms.toFixed(2), baseline.p99_ms.toFixed(2), "", "", "", ""], ...lines]
+  const widths = header.map((_, i) => Math.max(...all.map((l) => l[i]!.length)))
+  console.log("")
+  for (const [i, line] of all.entries()) {
+    console.log(`| ${line.map((c, j) => c.padEnd(widths[j]!)).join(" | ")} |`)
+    if (i === 0) console.log(`| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`)
+  }
+}
+
+await main()
