@@ -1,67 +1,88 @@
 --[[
-  checkout: hold one item of the current sale for one user.
+  checkout: hold items of the current sale, for a batch of requests decided one after another.
 
-  KEYS[1..8] the sale's keys, as listed in sweep.lua
+  The server sends the checkouts that arrive together in one call; each is
+  decided exactly as if it had been sent alone, in the order given.
+
+  KEYS[1..6] the sale's keys, as listed in sweep.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the caller believes is current (KEYS belong to it)
   ARGV[3] period_ms   length of a sale in ms
-  ARGV[4] item_id     integer as requested (may be out of range)
-  ARGV[5] user_id
-  ARGV[6] code        fresh random code, used only if a new hold is granted
-  ARGV[7] sale_items  items per sale
-  ARGV[8] user_limit  purchases plus live holds allowed per user
-  ARGV[9] hold_ms     how long a hold lives
+  ARGV[4] sale_items  items per sale
+  ARGV[5] user_limit  purchases plus live holds allowed per user
+  ARGV[6] hold_ms     how long a hold lives
+  ARGV[7..] one triple per request: item_id (integer as requested, may be out of range),
+            user_id, code (fresh and random, used only if a new hold is granted)
 
-  Returns {status, code, expires_ms, now_ms}; status:
-     0 reserved        a new hold was granted with ARGV[6]
+  Returns {0, now_ms, then per request: status, code, expires_ms}; status:
+     0 reserved        a new hold was granted with the request's code
      1 repeated        this user already holds this item: its code and expiry
     -1 unknown_item    item_id outside 1..sale_items
     -2 sold_out        every item of the sale is sold
     -3 item_sold       this item is sold
     -4 item_reserved   another user holds this item
     -5 user_limit      the user's purchases plus live holds reach user_limit
-   -10 wrong_sale      {-10, current_sale_id}: call again with that sale's keys
-   -11 not_ready       the sale is not initialised: rebuild it, then call again
-  Every decided outcome (0..-5) is appended to the log stream and counted in stats.
+  or, deciding nothing:
+    {-10, current_sale_id}   wrong_sale: call again with that sale's keys
+    {-11}                    not_ready: the sale is not initialised; rebuild it, then call again
+  Every decided request is appended to the log stream and counted in stats.
 ]]
-local nowArg, saleId, periodMs = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local item, user, newCode = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local saleItems, userLimit, holdMs = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-
-local now = clock(nowArg)
+local now = clock(ARGV[1])
+local saleId, periodMs = tonumber(ARGV[2]), tonumber(ARGV[3])
+local saleItems, userLimit, holdMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local current = math.floor(now / periodMs)
 if current ~= saleId then return {-10, ms(current)} end
-if rcall('EXISTS', KEYS[1]) == 0 then return {-11} end
-sweep(now)
+local stats = rcall('HMGET', KEYS[5], 'sold', 'next_exp')
+if not stats[1] then return {-11} end
 
-local status, outcome, code, expires = 0, 'reserved', '', ''
-if item < 1 or item > saleItems then
-  status, outcome = -1, 'unknown_item'
-elseif tonumber(rcall('HGET', KEYS[7], 'sold') or '0') >= saleItems then
-  status, outcome = -2, 'sold_out'
-elseif rcall('HEXISTS', KEYS[4], item) == 1 then
-  status, outcome = -3, 'item_sold'
-else
-  local heldCode = rcall('HGET', KEYS[2], item)
-  if heldCode then
-    local heldExpires, holder = string.match(rcall('HGET', KEYS[3], heldCode), '^h|%d+|(%d+)|(.+)$')
-    if holder == user then
-      status, outcome, code, expires = 1, 'repeated', heldCode, heldExpires
-    else
-      status, outcome = -4, 'item_reserved'
-    end
-  elseif tonumber(rcall('HGET', KEYS[5], user) or '0') >= userLimit then
-    status, outcome = -5, 'user_limit'
+local sold = tonumber(stats[1])
+local _, nextExp = sweep(now, tonumber(stats[2]))
+local nowText, expires = ms(now), now + holdMs
+local expiresText = ms(expires)
+local out, accepted, rejected, granted = {0, now}, 0, 0, 0
+
+for i = 7, #ARGV, 3 do
+  local item, user, newCode = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  local status, outcome, code, expiry = 0, 'reserved', '', ''
+  if item < 1 or item > saleItems then
+    status, outcome = -1, 'unknown_item'
+  elseif sold >= saleItems then
+    status, outcome = -2, 'sold_out'
   else
-    code, expires = newCode, ms(now + holdMs)
-    rcall('HSET', KEYS[2], item, code)
-    rcall('HSET', KEYS[3], code, 'h|' .. item .. '|' .. expires .. '|' .. user)
-    rcall('ZADD', KEYS[6], expires, code)
-    rcall('HINCRBY', KEYS[5], user, 1)
-    rcall('HINCRBY', KEYS[7], 'held', 1)
+    local state = rcall('HGET', KEYS[1], item)
+    if state then
+      if string.sub(state, 1, 1) == 's' then
+        status, outcome = -3, 'item_sold'
+      else
+        local heldUntil, holder, heldCode = string.match(state, '^h|(%d+)|([^|]+)|(.+)$')
+        if holder == user then
+          status, outcome, code, expiry = 1, 'repeated', heldCode, heldUntil
+        else
+          status, outcome = -4, 'item_reserved'
+        end
+      end
+    elseif tonumber(rcall('HGET', KEYS[3], user) or '0') >= userLimit then
+      status, outcome = -5, 'user_limit'
+    else
+      code, expiry = newCode, expiresText
+      rcall('HSET', KEYS[1], item, 'h|' .. expiresText .. '|' .. user .. '|' .. code)
+      rcall('HSET', KEYS[2], code, 'h|' .. item .. '|' .. expiresText .. '|' .. user)
+      rcall('ZADD', KEYS[4], expiresText, code)
+      rcall('HINCRBY', KEYS[3], user, 1)
+      granted = granted + 1
+    end
   end
+  if status >= 0 then accepted = accepted + 1 else rejected = rejected + 1 end
+  rcall('XADD', KEYS[6], '*', 'e', 'c', 'u', user, 'i', ms(item), 'o', outcome, 'k', code, 'x', expiry, 't', nowText)
+  out[#out + 1] = status
+  out[#out + 1] = code
+  out[#out + 1] = tonumber(expiry) or 0
 end
 
-rcall('HINCRBY', KEYS[7], status >= 0 and 'c_ok' or 'c_rej', 1)
-rcall('XADD', KEYS[8], '*', 'e', 'c', 'u', user, 'i', ms(item), 'o', outcome, 'k', code, 'x', expires, 't', ms(now))
-return {status, code, tonumber(expires) or 0, now}
+if accepted > 0 then rcall('HINCRBY', KEYS[5], 'c_ok', accepted) end
+if rejected > 0 then rcall('HINCRBY', KEYS[5], 'c_rej', rejected) end
+if granted > 0 then
+  rcall('HINCRBY', KEYS[5], 'held', granted)
+  if nextExp == 0 then rcall('HSET', KEYS[5], 'next_exp', expiresText) end
+end
+return out

@@ -5,7 +5,7 @@
   Redis lost its state. Does nothing if the sale is already initialised, so
   several instances may race to prepare or rebuild the same sale.
 
-  KEYS[1..8] the sale's keys, as listed in sweep.lua
+  KEYS[1..6] the sale's keys, as listed in sweep.lua
   ARGV[1]    now_ms      Unix ms; '' uses Redis TIME (production)
   ARGV[2]    period_ms   length of a sale in ms
   ARGV[3]    sale_id
@@ -23,30 +23,31 @@
      0  already initialised: nothing changed
     -1  refused: 'empty' for a sale that has already started
 ]]
-if rcall('EXISTS', KEYS[1]) == 1 then return 0 end
+if rcall('EXISTS', KEYS[5]) == 1 then return 0 end
 local now, periodMs, saleId = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if ARGV[4] == 'empty' and saleId <= math.floor(now / periodMs) then return -1 end
-rcall('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+rcall('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 
 local i = 9
 local purchases = tonumber(ARGV[i])
 for _ = 1, purchases do
   local item, user, code, at = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  rcall('HSET', KEYS[4], item, code)
-  rcall('HSET', KEYS[3], code, 'p|' .. item .. '|' .. at .. '|' .. user)
-  rcall('HINCRBY', KEYS[5], user, 1)
+  rcall('HSET', KEYS[1], item, 's|' .. user .. '|' .. code)
+  rcall('HSET', KEYS[2], code, 'p|' .. item .. '|' .. at .. '|' .. user)
+  rcall('HINCRBY', KEYS[3], user, 1)
   i = i + 4
 end
 i = i + 1
-local holds = tonumber(ARGV[i])
+local holds, nextExp = tonumber(ARGV[i]), 0
 for _ = 1, holds do
   local item, user, code, expires = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  rcall('HSET', KEYS[2], item, code)
-  rcall('HSET', KEYS[3], code, 'h|' .. item .. '|' .. expires .. '|' .. user)
-  rcall('ZADD', KEYS[6], expires, code)
-  rcall('HINCRBY', KEYS[5], user, 1)
+  rcall('HSET', KEYS[1], item, 'h|' .. expires .. '|' .. user .. '|' .. code)
+  rcall('HSET', KEYS[2], code, 'h|' .. item .. '|' .. expires .. '|' .. user)
+  rcall('ZADD', KEYS[4], expires, code)
+  rcall('HINCRBY', KEYS[3], user, 1)
+  if nextExp == 0 or tonumber(expires) < nextExp then nextExp = tonumber(expires) end
   i = i + 4
 end
-rcall('HSET', KEYS[7], 'sold', purchases, 'held', holds, 'c_ok', ARGV[5], 'c_rej', ARGV[6], 'p_ok', ARGV[7], 'p_rej', ARGV[8])
-rcall('HSET', KEYS[1], 'ready', 1)
+-- Written last: the stats hash is what marks the sale as initialised.
+rcall('HSET', KEYS[5], 'sold', purchases, 'held', holds, 'c_ok', ARGV[5], 'c_rej', ARGV[6], 'p_ok', ARGV[7], 'p_rej', ARGV[8], 'next_exp', ms(nextExp))
 return 1

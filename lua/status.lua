@@ -1,7 +1,7 @@
 --[[
   status: the counters of the current sale, after releasing expired holds.
 
-  KEYS[1..8] the sale's keys, as listed in sweep.lua
+  KEYS[1..6] the sale's keys, as listed in sweep.lua
   ARGV[1] now_ms      Unix ms; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the caller believes is current
   ARGV[3] period_ms   length of a sale in ms
@@ -14,7 +14,8 @@
 local now = clock(ARGV[1])
 local current = math.floor(now / tonumber(ARGV[3]))
 if current ~= tonumber(ARGV[2]) then return {-10, ms(current)} end
-if rcall('EXISTS', KEYS[1]) == 0 then return {-11} end
-sweep(now)
-local s = rcall('HMGET', KEYS[7], 'sold', 'held', 'c_ok', 'c_rej', 'p_ok', 'p_rej')
-return {0, now, tonumber(s[1] or 0), tonumber(s[2] or 0), tonumber(s[3] or 0), tonumber(s[4] or 0), tonumber(s[5] or 0), tonumber(s[6] or 0)}
+local nextExp = rcall('HGET', KEYS[5], 'next_exp')
+if not nextExp then return {-11} end
+sweep(now, tonumber(nextExp))
+local s = rcall('HMGET', KEYS[5], 'sold', 'held', 'c_ok', 'c_rej', 'p_ok', 'p_rej')
+return {0, now, tonumber(s[1]), tonumber(s[2]), tonumber(s[3]), tonumber(s[4]), tonumber(s[5]), tonumber(s[6])}

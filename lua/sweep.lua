@@ -1,22 +1,21 @@
 --[[
-  sweep: shared prelude, prepended to every script that reads or changes holds.
+  sweep: shared prelude, prepended to every script.
 
-  Returns every hold whose expiry is at or before `now` to stock: the item is
-  free again, the holder's per-user count drops by one, and the code is
-  forgotten (a purchase with it gets code_not_found). Each hold is released
-  once, so the cost is amortised over the checkouts that granted them, and an
-  expired hold is never visible to a decision, whether or not the background
-  release has run yet.
+  Defines the helpers every script uses, and sweep(), which returns every hold
+  whose expiry is at or before `now` to stock: the item is free again, the
+  holder's per-user count drops by one, and the code is forgotten (a purchase
+  with it gets code_not_found). Every decision sweeps first, so an expired hold
+  is never visible to a decision, whether or not the background release has
+  run. stats.next_exp is a lower bound on the earliest expiry (0: no holds), so
+  most calls skip the sweep without touching the exp set.
 
-  Keys of one sale (the same order in every script):
-    KEYS[1] meta   hash   exists once the sale is initialised
-    KEYS[2] holds  hash   item id -> code of its live hold
-    KEYS[3] codes  hash   code -> "h|item|expires_ms|user" (held) or "p|item|purchased_ms|user" (sold)
-    KEYS[4] sold   hash   item id -> code it was bought with
-    KEYS[5] users  hash   user id -> purchases plus live holds
-    KEYS[6] exp    zset   code scored by its hold's expiry (ms)
-    KEYS[7] stats  hash   sold, held, c_ok, c_rej, p_ok, p_rej
-    KEYS[8] log    stream outcome of every decision, drained into PostgreSQL
+  Keys of one sale (the same order in every script; one hash tag per sale):
+    KEYS[1] items  hash   item id -> "h|expires_ms|user|code" (held) or "s|user|code" (sold)
+    KEYS[2] codes  hash   code -> "h|item|expires_ms|user" (held) or "p|item|purchased_ms|user" (sold)
+    KEYS[3] users  hash   user id -> purchases plus live holds
+    KEYS[4] exp    zset   code of each live hold, scored by its expiry (ms)
+    KEYS[5] stats  hash   sold, held, c_ok, c_rej, p_ok, p_rej, next_exp; exists once the sale is initialised
+    KEYS[6] log    stream outcome of every decision, drained into PostgreSQL
 ]]
 local rcall = redis.call
 
@@ -26,20 +25,25 @@ local function clock(nowArg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function sweep(now)
-  local due = rcall('ZRANGEBYSCORE', KEYS[6], '-inf', now)
-  for _, code in ipairs(due) do
-    local held = rcall('HGET', KEYS[3], code)
-    local item, user = string.match(held or '', '^h|(%d+)|%d+|(.+)$')
+local function ms(n) return string.format('%.0f', n) end
+
+-- Releases the holds expired at `now`; returns how many, and the new lower bound on the earliest expiry.
+local function sweep(now, nextExp)
+  if nextExp == 0 or nextExp > now then return 0, nextExp end
+  local released = 0
+  for _, code in ipairs(rcall('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+    local item, expires, user = string.match(rcall('HGET', KEYS[2], code) or '', '^h|(%d+)|(%d+)|(.+)$')
     if item then
-      rcall('HDEL', KEYS[3], code)
-      if rcall('HGET', KEYS[2], item) == code then rcall('HDEL', KEYS[2], item) end
-      if rcall('HINCRBY', KEYS[5], user, -1) <= 0 then rcall('HDEL', KEYS[5], user) end
-      rcall('HINCRBY', KEYS[7], 'held', -1)
+      rcall('HDEL', KEYS[2], code)
+      if rcall('HGET', KEYS[1], item) == 'h|' .. expires .. '|' .. user .. '|' .. code then rcall('HDEL', KEYS[1], item) end
+      if rcall('HINCRBY', KEYS[3], user, -1) <= 0 then rcall('HDEL', KEYS[3], user) end
+      released = released + 1
     end
   end
-  if #due > 0 then rcall('ZREMRANGEBYSCORE', KEYS[6], '-inf', now) end
-  return #due
+  rcall('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  local first = rcall('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  nextExp = tonumber(first[2] or 0)
+  rcall('HSET', KEYS[5], 'next_exp', ms(nextExp))
+  if released > 0 then rcall('HINCRBY', KEYS[5], 'held', -released) end
+  return released, nextExp
 end
-
-local function ms(n) return string.format('%.0f', n) end

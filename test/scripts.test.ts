@@ -18,11 +18,17 @@ let redis: Redis
 let scripts: Scripts
 
 const init = (at = t0, saleId = sale, mode = "rebuild", rest: (string | number)[] = [0, 0, 0, 0, 0, 0]) => scripts.initSale(saleKeys(saleId), [at, period, saleId, mode, ...rest])
-const checkout = (user: string, item: number, code = `${sale}.${user}-${item}`, at = t0, saleId = sale) =>
-  scripts.checkout(saleKeys(saleId), [at, saleId, period, item, user, code, items, limit, hold])
+/** Several checkouts in one call: {0, now, then status, code, expiry per request}. */
+const batch = (requests: [string, number, string][], at = t0, saleId = sale) =>
+  scripts.checkout(saleKeys(saleId), [at, saleId, period, items, limit, hold, ...requests.flatMap(([user, item, code]) => [item, user, code])])
+/** One checkout alone: {status, code, expiry, now}, or the whole reply when the call decided nothing. */
+const checkout = async (user: string, item: number, code = `${sale}.${user}-${item}`, at = t0, saleId = sale) => {
+  const reply = await batch([[user, item, code]], at, saleId)
+  return reply[0] === 0 ? [reply[2], reply[3], reply[4], reply[1]] : reply
+}
 const purchase = (code: string, at = t0, saleId = sale) => scripts.purchase(saleKeys(saleId), [at, saleId, period, code, hold])
 const status = (at = t0, saleId = sale) => scripts.status(saleKeys(saleId), [at, saleId, period])
-const logged = async () => (await redis.xrange(keys[7]!, "-", "+")).map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))))
+const logged = async () => (await redis.xrange(keys[5]!, "-", "+")).map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))))
 
 beforeAll(async () => {
   env = await isolated()
@@ -45,7 +51,7 @@ describe("checkout.lua", () => {
     await init()
     await checkout("ann", 1, `${sale}.a`)
     expect(await checkout("ann", 1, `${sale}.other`, t0 + 10)).toEqual([1, `${sale}.a`, t0 + hold, t0 + 10])
-    expect(await redis.hget(keys[4]!, "ann")).toBe("1")
+    expect(await redis.hget(keys[2]!, "ann")).toBe("1")
   })
 
   test("an item outside 1..SALE_ITEMS is unknown_item", async () => {
@@ -102,7 +108,7 @@ describe("checkout.lua", () => {
 
   test("an uninitialised sale is not_ready, and nothing is logged", async () => {
     expect(await checkout("ann", 1)).toEqual([-11])
-    expect(await redis.exists(keys[7]!)).toBe(0)
+    expect(await redis.exists(keys[5]!)).toBe(0)
   })
 
   test("every decided outcome is counted as accepted or rejected", async () => {
@@ -111,7 +117,24 @@ describe("checkout.lua", () => {
     await checkout("ann", 1)
     await checkout("bob", 1)
     await checkout("bob", 99)
-    expect(await redis.hmget(keys[6]!, "c_ok", "c_rej", "held")).toEqual(["2", "2", "1"])
+    expect(await redis.hmget(keys[4]!, "c_ok", "c_rej", "held")).toEqual(["2", "2", "1"])
+  })
+})
+
+describe("checkout.lua with several requests in one call", () => {
+  test("decides them in order, each as if alone", async () => {
+    await init()
+    const reply = await batch([["ann", 1, `${sale}.a`], ["bob", 1, `${sale}.b`], ["ann", 1, `${sale}.c`], ["ann", 2, `${sale}.d`], ["ann", 3, `${sale}.e`], ["bob", 9, `${sale}.f`]])
+    expect(reply).toEqual([0, t0, 0, `${sale}.a`, t0 + hold, -4, "", 0, 1, `${sale}.a`, t0 + hold, 0, `${sale}.d`, t0 + hold, -5, "", 0, -1, "", 0])
+    expect((await logged()).map((e) => e.o)).toEqual(["reserved", "item_reserved", "repeated", "reserved", "user_limit", "unknown_item"])
+    expect(await redis.hmget(keys[4]!, "c_ok", "c_rej", "held")).toEqual(["3", "3", "2"])
+  })
+
+  test("a wrong sale or an uninitialised sale decides none of them", async () => {
+    expect(await batch([["ann", 1, "x"], ["bob", 2, "y"]])).toEqual([-11])
+    await init()
+    expect(await batch([["ann", 1, "x"], ["bob", 2, "y"]], t0 + period)).toEqual([-10, String(sale + 1)])
+    expect(await logged()).toEqual([])
   })
 })
 
@@ -122,7 +145,7 @@ describe("purchase.lua", () => {
     expect(await purchase(`${sale}.a`, t0 + 5)).toEqual([0, 2, "ann", t0 + 5])
     expect(await purchase(`${sale}.a`, t0 + 6)).toEqual([-7])
     expect((await logged()).slice(1).map((e) => e.o)).toEqual(["purchased", "code_used"])
-    expect(await redis.hmget(keys[6]!, "sold", "held", "p_ok", "p_rej")).toEqual(["1", "0", "1", "1"])
+    expect(await redis.hmget(keys[4]!, "sold", "held", "p_ok", "p_rej")).toEqual(["1", "0", "1", "1"])
   })
 
   test("a code never issued is code_not_found", async () => {
@@ -134,7 +157,7 @@ describe("purchase.lua", () => {
     await init()
     await checkout("ann", 1, `${sale}.a`)
     expect(await purchase(`${sale}.a`, t0 + hold)).toEqual([-6])
-    expect(await redis.hexists(keys[1]!, "1")).toBe(0)
+    expect(await redis.hexists(keys[0]!, "1")).toBe(0)
   })
 
   test("a hold granted before the sale ended can be bought after, until it expires", async () => {
@@ -163,8 +186,18 @@ describe("release.lua", () => {
     expect(await scripts.release(keys, [t0 + hold])).toBe(1)
     expect(await scripts.release(keys, [t0 + hold + 1])).toBe(1)
     expect(await scripts.release(keys, [t0 + hold + 2])).toBe(0)
-    expect(await redis.hlen(keys[1]!)).toBe(0)
-    expect(await redis.hlen(keys[4]!)).toBe(0)
+    expect(await redis.hlen(keys[0]!)).toBe(0)
+    expect(await redis.hlen(keys[2]!)).toBe(0)
+  })
+
+  test("after the earliest hold is bought, later holds still expire exactly on time", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    await checkout("bob", 2, `${sale}.b`, t0 + 10)
+    await purchase(`${sale}.a`, t0 + 1)
+    expect(await scripts.release(keys, [t0 + hold])).toBe(0)
+    expect((await checkout("cat", 2, `${sale}.c`, t0 + hold + 9))[0]).toBe(-4)
+    expect((await checkout("cat", 2, `${sale}.c`, t0 + hold + 10))[0]).toBe(0)
   })
 
   test("does nothing for an uninitialised sale", async () => {
@@ -207,7 +240,7 @@ describe("init_sale.lua", () => {
     await init()
     await checkout("ann", 1)
     expect(await init()).toBe(0)
-    expect(await redis.hget(keys[6]!, "c_ok")).toBe("1")
+    expect(await redis.hget(keys[4]!, "c_ok")).toBe("1")
   })
 
   test("refuses to initialise a sale empty once it has started", async () => {

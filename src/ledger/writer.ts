@@ -42,6 +42,7 @@ export type LedgerWriter = {
 
 const idleMs = 10
 const claimEveryMs = 1000
+const salesRefreshMs = 1000
 
 export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
   const { redis, sql, consumer, batchSize = 2000, claimIdleMs = 5000, log = console.log } = options
@@ -52,8 +53,14 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
   let pg: { up: boolean; error?: string } = { up: true }
   const grouped = new Set<number>()
 
+  let sales: number[] = []
+  let salesReadAt = 0
+
+  /** The sales whose streams to drain, re-read once a second (a new sale is registered well before it starts). */
   async function activeSales(): Promise<number[]> {
-    const sales = (await redis.smembers(salesRegistryKey)).map(Number)
+    if (Date.now() - salesReadAt < salesRefreshMs) return sales
+    sales = (await redis.smembers(salesRegistryKey)).map(Number)
+    salesReadAt = Date.now()
     for (const saleId of sales) {
       if (grouped.has(saleId)) continue
       await redis.xgroup("CREATE", `{sale:${saleId}}:log`, ledgerGroup, "0", "MKSTREAM").catch((error: Error) => {
@@ -72,6 +79,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
     replies.forEach(([error, reply], index) => {
       if (error) {
         grouped.delete(sales[index]!)
+        salesReadAt = 0
         throw error
       }
       for (const [key, items] of (reply as StreamReply) ?? []) {
@@ -133,7 +141,11 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
 
   async function ack(entries: Entry[]): Promise<void> {
     const byKey = new Map<string, string[]>()
-    for (const { key, id } of entries) byKey.set(key, [...(byKey.get(key) ?? []), id])
+    for (const { key, id } of entries) {
+      const ids = byKey.get(key)
+      if (ids) ids.push(id)
+      else byKey.set(key, [id])
+    }
     await Promise.all([...byKey].map(([key, ids]) => redis.multi().xack(key, ledgerGroup, ...ids).xdel(key, ...ids).exec()))
   }
 

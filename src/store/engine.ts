@@ -12,7 +12,7 @@ import { saleIdAt, salePurchasableUntilMs } from "../sale/clock"
 import { newCode, saleOfCode } from "../sale/codes"
 import { emptySnapshot, loadSale, type SaleSnapshot } from "../ledger/recovery"
 import type { LedgerWriter } from "../ledger/writer"
-import { ledgerGroup, logKey, saleKeys, salesRegistryKey } from "./keys"
+import { ledgerGroup, logKey, saleKeys, salesRegistryKey, statsKey } from "./keys"
 import { registerScripts } from "./scripts"
 
 export type RedisEngineOptions = {
@@ -40,6 +40,8 @@ const purchaseErrors = { [-6]: "code_not_found", [-7]: "code_used" } as const
 const WRONG_SALE = -10
 const NOT_READY = -11
 const attempts = 4
+/** Checkouts sent to Redis in one script call at most; more wait for the next call. */
+const maxBatch = 256
 const maintenanceEveryMs = 250
 const lagDegradedMs = 5000
 
@@ -117,7 +119,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     return started
   }
 
-  /** Runs a script for a sale, following the current sale (WRONG_SALE) and rebuilding lost state (NOT_READY). */
+  /** Runs a script for the current sale, following the current sale (WRONG_SALE) and rebuilding lost state (NOT_READY). */
   async function decide(script: "checkout" | "status", args: (saleId: number) => (string | number)[]): Promise<[number, (string | number)[]]> {
     let saleId = currentSale()
     for (let attempt = 0; attempt < attempts; attempt++) {
@@ -135,13 +137,45 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     throw new UnavailableError("the current sale is changing; try again")
   }
 
-  async function checkout(userId: string, itemId: number): Promise<CheckoutResult> {
-    const [saleId, reply] = await decide("checkout", (saleId) => [
-      nowArg(), saleId, periodMs, itemId, userId, newCode(saleId), config.saleItems, config.userLimit, holdMs,
-    ])
-    const status = Number(reply[0])
-    if (status >= 0) return { ok: true, repeated: status === 1, code: String(reply[1]), saleId, itemId, expiresAt: Number(reply[2]) }
-    return { ok: false, error: checkoutErrors[status as keyof typeof checkoutErrors] }
+  type Waiting = { userId: string; itemId: number; resolve: (result: CheckoutResult) => void; reject: (error: unknown) => void }
+  let waiting: Waiting[] = []
+  let deciding = false
+
+  /**
+   * Decides waiting checkouts in one script call, each as if alone, in arrival order. One call is in flight
+   * at a time and what arrives meanwhile forms the next batch: batches grow with load, round trips do not.
+   */
+  async function flush(): Promise<void> {
+    deciding = true
+    const batch = waiting.length <= maxBatch ? waiting : waiting.slice(0, maxBatch)
+    waiting = waiting.length <= maxBatch ? [] : waiting.slice(maxBatch)
+    try {
+      const [saleId, reply] = await decide("checkout", (saleId) => {
+        const args: (string | number)[] = [nowArg(), saleId, periodMs, config.saleItems, config.userLimit, holdMs]
+        for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId))
+        return args
+      })
+      batch.forEach((w, i) => {
+        const status = Number(reply[2 + 3 * i])
+        w.resolve(
+          status >= 0
+            ? { ok: true, repeated: status === 1, code: String(reply[3 + 3 * i]), saleId, itemId: w.itemId, expiresAt: Number(reply[4 + 3 * i]) }
+            : { ok: false, error: checkoutErrors[status as keyof typeof checkoutErrors] },
+        )
+      })
+    } catch (error) {
+      for (const w of batch) w.reject(error)
+    } finally {
+      deciding = false
+      if (waiting.length > 0) flush()
+    }
+  }
+
+  function checkout(userId: string, itemId: number): Promise<CheckoutResult> {
+    return new Promise((resolve, reject) => {
+      waiting.push({ userId, itemId, resolve, reject })
+      if (!deciding) flush()
+    })
   }
 
   async function purchase(code: string): Promise<PurchaseResult> {
@@ -178,7 +212,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     const saleId = currentSale()
     let ready: boolean
     try {
-      ready = (await redis.exists(saleKeys(saleId)[0]!)) === 1
+      ready = (await redis.exists(statsKey(saleId))) === 1
     } catch (error) {
       return { status: "down", checks: { engine: "redis", redis: { status: "down", error: (error as Error).message } } }
     }
@@ -201,8 +235,8 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   async function prepare(): Promise<void> {
     if (Date.now() - lastClockSync > 5000) await syncClock()
     const saleId = currentSale()
-    if ((await redis.exists(saleKeys(saleId)[0]!)) === 0) await rebuild(saleId)
-    if ((await redis.exists(saleKeys(saleId + 1)[0]!)) === 0) await initEmpty(saleId + 1)
+    if ((await redis.exists(statsKey(saleId))) === 0) await rebuild(saleId)
+    if ((await redis.exists(statsKey(saleId + 1))) === 0) await initEmpty(saleId + 1)
   }
 
   /** Deletes the keys of sales whose last hold expired longer than the retention ago, once the ledger has them all. */
