@@ -5,6 +5,12 @@ import { ConfigError, helpText, parseConfig, redact, type Config } from "./confi
 import { createApp } from "./app"
 import { createRedisEngine } from "./store/engine"
 import { createLedgerWriter } from "./ledger/writer"
+import { createEmbeddedEngine } from "./embedded/engine"
+import { openStore } from "./embedded/sqlite"
+import type { Engine } from "./sale/engine"
+import { mkdirSync } from "node:fs"
+import { hostname } from "node:os"
+import { join } from "node:path"
 
 const log = (message: string) => console.log(`${new Date().toISOString()} ${redact(message)}`)
 
@@ -35,44 +41,70 @@ async function waitFor<T>(what: string, attempt: () => Promise<T>): Promise<T> {
 }
 
 const config = readConfig()
-if (!config.redisUrl || !config.databaseUrl) {
-  console.error("invalid configuration:\n  REDIS_URL and DATABASE_URL are both required: the embedded engine is not available in this version")
-  process.exit(2)
-}
-
-const consumer = `${require("node:os").hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`
-const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000, lazyConnect: true } as const
-const redis = new Redis(config.redisUrl, { ...redisOptions, enableAutoPipelining: true })
-const ledgerRedis = new Redis(config.redisUrl, redisOptions)
-for (const [name, connection] of [["redis", redis], ["ledger redis", ledgerRedis]] as const) {
-  connection.on("error", () => {})
-  connection.on("close", () => log(`${name}: connection lost, reconnecting`))
-}
-const sql = postgres(config.databaseUrl, { max: 4, connect_timeout: 2, idle_timeout: 60, onnotice: () => {} })
-
-await waitFor("redis", () => redis.connect())
-await waitFor("redis", () => ledgerRedis.connect())
-
-const ledger = createLedgerWriter({ redis: ledgerRedis, sql, consumer, log })
-const engine = createRedisEngine({ redis, sql, ledger, config, log })
-await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
-ledger.start()
-engine.startMaintenance()
-
-const app = createApp({ engine, config, log }).listen({ port: config.port, hostname: "0.0.0.0" })
-log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine redis, redis ${config.redisUrl}, postgres ${config.databaseUrl})`)
+const stop = config.redisUrl && config.databaseUrl ? await startRedisEngine(config.redisUrl, config.databaseUrl) : await startEmbeddedEngine()
 
 let stopping = false
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   log(`${signal}: no longer accepting; finishing requests in flight`)
-  await app.server!.stop()
-  engine.stopMaintenance()
-  await ledger.stop()
-  await Promise.allSettled([sql.end({ timeout: 2 }), redis.quit(), ledgerRedis.quit()])
+  await stop()
   log("stopped")
   process.exit(0)
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"))
 process.on("SIGINT", () => void shutdown("SIGINT"))
+
+function listen(engine: Engine, details: string) {
+  const app = createApp({ engine, config, log }).listen({ port: config.port, hostname: "0.0.0.0" })
+  log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine ${engine.name}, ${details})`)
+  return app
+}
+
+async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<() => Promise<void>> {
+  const consumer = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`
+  const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000, lazyConnect: true } as const
+  const redis = new Redis(redisUrl, { ...redisOptions, enableAutoPipelining: true })
+  const ledgerRedis = new Redis(redisUrl, redisOptions)
+  for (const [name, connection] of [["redis", redis], ["ledger redis", ledgerRedis]] as const) {
+    connection.on("error", () => {})
+    connection.on("close", () => log(`${name}: connection lost, reconnecting`))
+  }
+  const sql = postgres(databaseUrl, { max: 4, connect_timeout: 2, idle_timeout: 60, onnotice: () => {} })
+  await waitFor("redis", () => redis.connect())
+  await waitFor("redis", () => ledgerRedis.connect())
+
+  const ledger = createLedgerWriter({ redis: ledgerRedis, sql, consumer, log })
+  const engine = createRedisEngine({ redis, sql, ledger, config, log })
+  await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
+  ledger.start()
+  engine.startMaintenance()
+  const app = listen(engine, `redis ${redisUrl}, postgres ${databaseUrl}`)
+  return async () => {
+    await app.server!.stop()
+    engine.stopMaintenance()
+    await ledger.stop()
+    await Promise.allSettled([sql.end({ timeout: 2 }), redis.quit(), ledgerRedis.quit()])
+  }
+}
+
+async function startEmbeddedEngine(): Promise<() => Promise<void>> {
+  mkdirSync(config.dataDir, { recursive: true })
+  const path = join(config.dataDir, "flashsale.sqlite")
+  const store = openStore(path)
+  const engine = createEmbeddedEngine({
+    store,
+    config,
+    log,
+    onFatal: (error) => {
+      log(`fatal: ${error.message}; exiting so that a restart recovers from ${path}`)
+      process.exit(1)
+    },
+  })
+  engine.startMaintenance()
+  const app = listen(engine, `data ${path}`)
+  return async () => {
+    await app.server!.stop()
+    engine.close()
+  }
+}

@@ -1,6 +1,6 @@
 /** The compiled executable serves the contract from any directory, with its Lua scripts and docs assets inside. */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { isolated, scalar } from "./services"
@@ -15,7 +15,7 @@ beforeAll(async () => {
   const build = Bun.spawnSync(["bun", "build", join(import.meta.dir, "..", "src", "main.ts"), "--compile", "--minify", "--outfile", binary], { stderr: "pipe" })
   if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`)
   env = await isolated()
-  server = await startServer({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "10" }, [binary], dir)
+  server = await startServer({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "10", SALE_PERIOD_SECONDS: "31536000" }, [binary], dir)
 }, 60_000)
 
 afterAll(async () => {
@@ -34,6 +34,22 @@ test("the binary is healthy, sells an item and serves its docs from a directory 
   const ui = await fetch(`${server.base}/swagger/scalar.js`)
   expect(ui.status).toBe(200)
   expect((await ui.arrayBuffer()).byteLength).toBeGreaterThan(100_000)
+})
+
+test("with neither REDIS_URL nor DATABASE_URL it runs the embedded engine, keeping its data in ./data of its directory", async () => {
+  const cwd = mkdtempSync(join(tmpdir(), "fs-bin-embedded-"))
+  const embedded = await startServer({ SALE_ITEMS: "5", SALE_PERIOD_SECONDS: "31536000" }, ["env", "-u", "REDIS_URL", "-u", "DATABASE_URL", binary], cwd)
+  try {
+    expect(embedded.output()).toContain("engine embedded")
+    expect(await request(embedded.base, "GET", "/health")).toMatchObject({ status: 200, body: { status: "ok", checks: { engine: "embedded" } } })
+    const held = await request(embedded.base, "POST", "/checkout?user_id=ann&id=2")
+    expect((await request(embedded.base, "POST", `/purchase?code=${held.body.code}`)).status).toBe(200)
+    expect(await embedded.stop("SIGTERM")).toBe(0)
+    expect(existsSync(join(cwd, "data", "flashsale.sqlite"))).toBe(true)
+  } finally {
+    await embedded.stop("SIGKILL")
+    rmSync(cwd, { recursive: true, force: true })
+  }
 })
 
 test("SIGTERM stops it cleanly after writing the ledger", async () => {

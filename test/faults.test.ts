@@ -1,8 +1,12 @@
 /**
- * Faults, with the server as a real process: kill -9 under load, PostgreSQL down under load,
- * Redis restarted empty. Nothing decided is lost and nothing is oversold.
+ * Faults, with the server as a real process: kill -9 under load (both engines), PostgreSQL down under
+ * load, Redis restarted empty. Nothing decided is lost and nothing is oversold.
  */
 import { afterEach, expect, test } from "bun:test"
+import { Database } from "bun:sqlite"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { isolated, scalar, startPostgres, startRedis, until } from "./services"
 import { request, startServer, type ServerProcess } from "./process"
 import { inFlight, tally } from "./harness"
@@ -19,6 +23,9 @@ async function server(env: Record<string, string>): Promise<ServerProcess> {
 }
 
 type Result = { status: number; body: any }
+
+/** These tests run on the real clock; a one-year sale keeps a period boundary from splitting the stock mid-test. */
+const oneSale = { SALE_PERIOD_SECONDS: "31536000" }
 
 /** Shoppers who check out random items and buy what they hold, until told to stop or the sale sells out. */
 function shoppers(base: () => string, items: number, log: { checkouts: Result[]; purchases: Result[]; failed: number }) {
@@ -47,7 +54,7 @@ const drainedHealth = (base: string) => until("the ledger to drain", async () =>
 test("kill -9 under load, then restart: every answered decision is kept, the stock sells exactly once", async () => {
   const env = await isolated()
   cleanups.push(() => env.close())
-  const config = { REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "1000", USER_LIMIT: "1000", HOLD_SECONDS: "1" }
+  const config = { REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "1000", USER_LIMIT: "1000", HOLD_SECONDS: "1", ...oneSale }
   let s = await server(config)
   const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
   const load = shoppers(() => s.base, 1000, log)
@@ -78,7 +85,7 @@ test("PostgreSQL stopped under load: the sale goes on, health says degraded, and
   cleanups.push(() => pg.stop())
   const env = await isolated({ databaseUrl: pg.url })
   cleanups.push(() => env.close())
-  const s = await server({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "100000", USER_LIMIT: "100000" })
+  const s = await server({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "100000", USER_LIMIT: "100000", ...oneSale })
   const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
   const load = shoppers(() => s.base, 100_000, log)
   const running = load.run(32)
@@ -109,7 +116,7 @@ test("Redis restarted empty: the sale is rebuilt from PostgreSQL before the serv
   cleanups.push(() => redis.stop())
   const env = await isolated({ redisUrl: redis.url })
   cleanups.push(() => env.close())
-  const s = await server({ REDIS_URL: redis.url, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "50", USER_LIMIT: "3" })
+  const s = await server({ REDIS_URL: redis.url, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "50", USER_LIMIT: "3", ...oneSale })
   const buy = async (user: string, id: number) => {
     const held = await request(s.base, "POST", `/checkout?user_id=${user}&id=${id}`)
     return request(s.base, "POST", `/purchase?code=${held.body.code}`)
@@ -148,4 +155,33 @@ test("Redis restarted empty: the sale is rebuilt from PostgreSQL before the serv
     purchases: { accepted: 3, rejected: 0 },
   })
   expect(s.output()).toContain("rebuilt from PostgreSQL (2 sold, 1 live holds)")
+}, 60_000)
+
+test("embedded: kill -9 under load, then restart: every answer the clients saw is kept, nothing is oversold", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "fs-embedded-kill-"))
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+  const config = { DATA_DIR: dir, SALE_ITEMS: "1000", USER_LIMIT: "1000", HOLD_SECONDS: "1", ...oneSale }
+  let s = await server(config)
+  const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+  const load = shoppers(() => s.base, 1000, log)
+  const running = load.run(64)
+  await until("some load", () => log.purchases.length > 300)
+  expect(await s.stop("SIGKILL")).not.toBe(0)
+  const answeredBeforeKill = { checkouts: log.checkouts.length, purchases: log.purchases.filter((p) => p.status === 200).length }
+  s = await server(config)
+  await running
+  await s.stop("SIGTERM")
+
+  const db = new Database(join(dir, "flashsale.sqlite"), { readonly: true })
+  const count = (query: string) => Number((db.query(query).get() as { n: number }).n)
+  expect(count("select count(*) as n from purchases")).toBe(1000)
+  expect(count("select count(distinct item_id) as n from purchases")).toBe(1000)
+  const rows = new Set((db.query("select item_id, user_id from purchases").all() as { item_id: number; user_id: string }[]).map((r) => `${r.item_id}:${r.user_id}`))
+  const sold = log.purchases.filter((p) => p.status === 200)
+  expect(sold.filter((p) => !rows.has(`${p.body.item.id}:${p.body.user_id}`))).toEqual([])
+  // An answer goes out only after its commit, so every answered checkout is a row, and no row lacks a request.
+  expect(count("select count(*) as n from checkout_attempts")).toBeGreaterThanOrEqual(log.checkouts.length)
+  expect(count("select count(*) as n from checkout_attempts")).toBeLessThanOrEqual(log.checkouts.length + log.failed)
+  expect(answeredBeforeKill.purchases).toBeGreaterThan(0)
+  db.close()
 }, 60_000)

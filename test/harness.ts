@@ -1,26 +1,77 @@
 /** The real engine, ledger writer and app on isolated services, with a clock the test moves. */
 import Redis from "ioredis"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { createApp } from "../src/app"
 import { createRedisEngine } from "../src/store/engine"
 import { createLedgerWriter } from "../src/ledger/writer"
+import { createEmbeddedEngine } from "../src/embedded/engine"
+import { openStore } from "../src/embedded/sqlite"
 import type { Config } from "../src/config"
+import type { Engine } from "../src/sale/engine"
 import { isolated, until } from "./services"
+
+export type EngineKind = "redis" | "embedded"
+/** Every engine: the suites that take this list hold each one to the same contract. */
+export const engines: EngineKind[] = ["redis", "embedded"]
 
 export type SaleConfig = Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds">
 
 export const defaults: SaleConfig = { saleItems: 100, userLimit: 3, salePeriodSeconds: 3600, holdSeconds: 60 }
 
-export async function harness(config: Partial<SaleConfig> = {}) {
+/** The engine's durable rows: PostgreSQL for redis, SQLite for embedded; portable SQL only. */
+type Kept = { query(text: string): Promise<Record<string, any>[]>; drained(): Promise<unknown>; forget(saleIds: number[]): Promise<void>; close(): Promise<void> }
+
+async function redisEngine(config: SaleConfig, now: () => number): Promise<{ engine: Engine; kept: Kept }> {
   const env = await isolated()
+  const ledgerRedis = new Redis(env.redisUrl)
+  const ledger = createLedgerWriter({ redis: ledgerRedis, sql: env.sql, consumer: "test", claimIdleMs: 500, log: () => {} })
+  const engine = createRedisEngine({ redis: env.redis, sql: env.sql, ledger, config, now, log: () => {} })
+  await engine.prepare()
+  ledger.start()
+  return {
+    engine,
+    kept: {
+      query: (text) => env.sql.unsafe(text) as Promise<Record<string, any>[]>,
+      drained: () => until("the ledger to drain", async () => (await ledger.backlog()).entries === 0),
+      forget: async (saleIds) => {
+        for (const saleId of saleIds) await engine.forget(saleId)
+      },
+      async close() {
+        await ledger.stop()
+        ledgerRedis.disconnect()
+        await env.close()
+      },
+    },
+  }
+}
+
+function embeddedEngine(config: SaleConfig, now: () => number): { engine: Engine; kept: Kept } {
+  const dir = mkdtempSync(join(tmpdir(), "fs-embedded-"))
+  const store = openStore(join(dir, "flashsale.sqlite"))
+  const engine = createEmbeddedEngine({ store, config, now, log: () => {} })
+  return {
+    engine,
+    kept: {
+      query: async (text) => store.db.query(text).all() as Record<string, any>[],
+      // Every answer waits for its commit, so there is never anything left to write.
+      drained: async () => true,
+      forget: async () => {},
+      async close() {
+        engine.close()
+        rmSync(dir, { recursive: true, force: true })
+      },
+    },
+  }
+}
+
+export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis") {
   const full = { ...defaults, ...config }
   const period = full.salePeriodSeconds * 1000
   // A sale in the future far enough that real time never reaches it, 1 s after it starts.
   const clock = { now: 1_900_000_000_000 - (1_900_000_000_000 % period) + 1000 }
-  const ledgerRedis = new Redis(env.redisUrl)
-  const ledger = createLedgerWriter({ redis: ledgerRedis, sql: env.sql, consumer: "test", claimIdleMs: 500, log: () => {} })
-  const engine = createRedisEngine({ redis: env.redis, sql: env.sql, ledger, config: full, now: () => clock.now, log: () => {} })
-  await engine.prepare()
-  ledger.start()
+  const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now) : embeddedEngine(full, () => clock.now)
   const app = createApp({ engine, config: full, log: () => {} })
 
   const call = async (method: string, path: string) => {
@@ -30,22 +81,23 @@ export async function harness(config: Partial<SaleConfig> = {}) {
   }
 
   return {
-    ...env,
+    kind,
     config: full,
     clock,
     engine,
-    ledger,
     app,
     call,
     checkout: (user: string, id: string | number) => call("POST", `/checkout?user_id=${encodeURIComponent(user)}&id=${id}`),
     purchase: (code: string) => call("POST", `/purchase?code=${encodeURIComponent(code)}`),
-    /** Waits until every decision so far is in PostgreSQL. */
-    drained: () => until("the ledger to drain", async () => (await ledger.backlog()).entries === 0),
-    async close() {
-      await ledger.stop()
-      ledgerRedis.disconnect()
-      await env.close()
-    },
+    /** Rows of the engine's durable store (portable SQL). */
+    query: kept.query,
+    /** The `n` column of a one-row query, as a number. */
+    count: async (text: string) => Number((await kept.query(text))[0]!.n),
+    /** Waits until every decision so far is in the durable store. */
+    drained: kept.drained,
+    /** Drops finished sales from Redis, as the retention prune does, so that long test runs stay fast. */
+    forget: kept.forget,
+    close: kept.close,
   }
 }
 

@@ -1,168 +1,171 @@
 /** The HTTP contract: statuses, bodies, validation, idempotency, status, health and the OpenAPI document. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { harness, type Harness } from "./harness"
+import { engines, harness, type Harness } from "./harness"
 import { codeToStatus } from "../src/errors"
 
-let h: Harness
-beforeAll(async () => {
-  h = await harness({ saleItems: 20, userLimit: 2, holdSeconds: 60 })
-})
-afterAll(() => h.close())
+for (const engine of engines) describe(`${engine} engine`, () => {
+  let h: Harness
+  beforeAll(async () => {
+    h = await harness({ saleItems: 20, userLimit: 2, holdSeconds: 60 }, engine)
+  })
+  afterAll(() => h.close())
 
-const saleId = () => Math.floor(h.clock.now / (h.config.salePeriodSeconds * 1000))
+  const saleId = () => Math.floor(h.clock.now / (h.config.salePeriodSeconds * 1000))
 
-// The tests below share one sale; each uses its own users and items, and /status checks the sum of them all.
-describe("POST /checkout", () => {
-  test("holds the item and answers with a code, the sale, the item and the expiry", async () => {
-    const { status, headers, body } = await h.checkout("ann", 1)
-    expect(status).toBe(200)
-    expect(headers.get("content-type")).toContain("application/json")
-    expect(body).toEqual({
-      message: "success",
-      code: expect.stringMatching(/^\d+\.[A-Za-z0-9_-]{22}$/),
-      sale_id: saleId(),
-      item: { id: 1, name: expect.any(String), image: expect.stringMatching(/^https:\/\//) },
-      expires_at: new Date(h.clock.now + 60_000).toISOString(),
+  // The tests below share one sale; each uses its own users and items, and /status checks the sum of them all.
+  describe("POST /checkout", () => {
+    test("holds the item and answers with a code, the sale, the item and the expiry", async () => {
+      const { status, headers, body } = await h.checkout("ann", 1)
+      expect(status).toBe(200)
+      expect(headers.get("content-type")).toContain("application/json")
+      expect(body).toEqual({
+        message: "success",
+        code: expect.stringMatching(/^\d+\.[A-Za-z0-9_-]{22}$/),
+        sale_id: saleId(),
+        item: { id: 1, name: expect.any(String), image: expect.stringMatching(/^https:\/\//) },
+        expires_at: new Date(h.clock.now + 60_000).toISOString(),
+      })
+    })
+
+    test("the same user checking out the same item again gets 200 with the same code", async () => {
+      const first = await h.checkout("bea", 2)
+      const again = await h.checkout("bea", "item2")
+      expect(again.status).toBe(200)
+      expect(again.body).toEqual(first.body)
+    })
+
+    test("id may be written item42", async () => {
+      const { status, body } = await h.checkout("cal", "item3")
+      expect(status).toBe(200)
+      expect(body.item.id).toBe(3)
+    })
+
+    test("another user's hold is 409 item_reserved", async () => {
+      expect(await h.checkout("dee", 1)).toMatchObject({ status: 409, body: { error: "item_reserved", message: expect.any(String) } })
+    })
+
+    test("an id outside 1..SALE_ITEMS is 404 unknown_item", async () => {
+      expect((await h.checkout("dee", 0)).body.error).toBe("unknown_item")
+      expect(await h.checkout("dee", 21)).toMatchObject({ status: 404, body: { error: "unknown_item" } })
+    })
+
+    test("malformed, missing or repeated parameters are 400 invalid_request naming the parameter", async () => {
+      const paths = ["/checkout?id=9", "/checkout?user_id=zed", "/checkout?user_id=&id=9", `/checkout?user_id=${"a".repeat(65)}&id=9`, "/checkout?user_id=a%20b&id=9", "/checkout?user_id=zed&id=abc",
+        "/checkout?user_id=zed&id=-1", "/checkout?user_id=zed&id=1234567890", "/checkout?user_id=zed&id=1.5", "/checkout?user_id=zed&id=9&id=10", "/checkout?user_id=zed&user_id=yan&id=9"]
+      for (const path of paths) {
+        const { status, body } = await h.call("POST", path)
+        expect({ path, status, error: body.error }).toEqual({ path, status: 400, error: "invalid_request" })
+        expect(body.message).toMatch(/user_id|id/)
+      }
+    })
+
+    test("a user at USER_LIMIT purchases plus holds is 429 user_limit", async () => {
+      const first = await h.checkout("eve", 4)
+      expect((await h.purchase(first.body.code)).status).toBe(200)
+      expect((await h.checkout("eve", 5)).status).toBe(200)
+      expect(await h.checkout("eve", 6)).toMatchObject({ status: 429, body: { error: "user_limit" } })
+    })
+
+    test("a sold item is 409 item_sold", async () => {
+      expect(await h.checkout("fay", 4)).toMatchObject({ status: 409, body: { error: "item_sold" } })
     })
   })
 
-  test("the same user checking out the same item again gets 200 with the same code", async () => {
-    const first = await h.checkout("bea", 2)
-    const again = await h.checkout("bea", "item2")
-    expect(again.status).toBe(200)
-    expect(again.body).toEqual(first.body)
-  })
+  describe("POST /purchase", () => {
+    test("buys the held item once; the code's second use is 409 code_used", async () => {
+      const held = await h.checkout("gus", 7)
+      h.clock.now += 1
+      const bought = await h.purchase(held.body.code)
+      expect(bought.status).toBe(200)
+      expect(bought.body).toEqual({ message: "success", sale_id: saleId(), user_id: "gus", item: held.body.item, purchased_at: new Date(h.clock.now).toISOString() })
+      expect(await h.purchase(held.body.code)).toMatchObject({ status: 409, body: { error: "code_used" } })
+    })
 
-  test("id may be written item42", async () => {
-    const { status, body } = await h.checkout("cal", "item3")
-    expect(status).toBe(200)
-    expect(body.item.id).toBe(3)
-  })
+    test("a code never issued is 404 code_not_found", async () => {
+      expect(await h.purchase(`${saleId()}.AAAAAAAAAAAAAAAAAAAAAA`)).toMatchObject({ status: 404, body: { error: "code_not_found" } })
+    })
 
-  test("another user's hold is 409 item_reserved", async () => {
-    expect(await h.checkout("dee", 1)).toMatchObject({ status: 409, body: { error: "item_reserved", message: expect.any(String) } })
-  })
+    test("a malformed, missing or repeated code is 400 invalid_request", async () => {
+      expect(await h.call("POST", "/purchase")).toMatchObject({ status: 400, body: { error: "invalid_request" } })
+      expect(await h.purchase("not-a-code")).toMatchObject({ status: 400, body: { error: "invalid_request" } })
+      const code = `${saleId()}.AAAAAAAAAAAAAAAAAAAAAA`
+      expect(await h.call("POST", `/purchase?code=${code}&code=${code}`)).toMatchObject({ status: 400, body: { error: "invalid_request" } })
+    })
 
-  test("an id outside 1..SALE_ITEMS is 404 unknown_item", async () => {
-    expect((await h.checkout("dee", 0)).body.error).toBe("unknown_item")
-    expect(await h.checkout("dee", 21)).toMatchObject({ status: 404, body: { error: "unknown_item" } })
-  })
-
-  test("malformed, missing or repeated parameters are 400 invalid_request naming the parameter", async () => {
-    const paths = ["/checkout?id=9", "/checkout?user_id=zed", "/checkout?user_id=&id=9", `/checkout?user_id=${"a".repeat(65)}&id=9`, "/checkout?user_id=a%20b&id=9", "/checkout?user_id=zed&id=abc",
-      "/checkout?user_id=zed&id=-1", "/checkout?user_id=zed&id=1234567890", "/checkout?user_id=zed&id=1.5", "/checkout?user_id=zed&id=9&id=10", "/checkout?user_id=zed&user_id=yan&id=9"]
-    for (const path of paths) {
-      const { status, body } = await h.call("POST", path)
-      expect({ path, status, error: body.error }).toEqual({ path, status: 400, error: "invalid_request" })
-      expect(body.message).toMatch(/user_id|id/)
-    }
-  })
-
-  test("a user at USER_LIMIT purchases plus holds is 429 user_limit", async () => {
-    const first = await h.checkout("eve", 4)
-    expect((await h.purchase(first.body.code)).status).toBe(200)
-    expect((await h.checkout("eve", 5)).status).toBe(200)
-    expect(await h.checkout("eve", 6)).toMatchObject({ status: 429, body: { error: "user_limit" } })
-  })
-
-  test("a sold item is 409 item_sold", async () => {
-    expect(await h.checkout("fay", 4)).toMatchObject({ status: 409, body: { error: "item_sold" } })
-  })
-})
-
-describe("POST /purchase", () => {
-  test("buys the held item once; the code's second use is 409 code_used", async () => {
-    const held = await h.checkout("gus", 7)
-    h.clock.now += 1
-    const bought = await h.purchase(held.body.code)
-    expect(bought.status).toBe(200)
-    expect(bought.body).toEqual({ message: "success", sale_id: saleId(), user_id: "gus", item: held.body.item, purchased_at: new Date(h.clock.now).toISOString() })
-    expect(await h.purchase(held.body.code)).toMatchObject({ status: 409, body: { error: "code_used" } })
-  })
-
-  test("a code never issued is 404 code_not_found", async () => {
-    expect(await h.purchase(`${saleId()}.AAAAAAAAAAAAAAAAAAAAAA`)).toMatchObject({ status: 404, body: { error: "code_not_found" } })
-  })
-
-  test("a malformed, missing or repeated code is 400 invalid_request", async () => {
-    expect(await h.call("POST", "/purchase")).toMatchObject({ status: 400, body: { error: "invalid_request" } })
-    expect(await h.purchase("not-a-code")).toMatchObject({ status: 400, body: { error: "invalid_request" } })
-    const code = `${saleId()}.AAAAAAAAAAAAAAAAAAAAAA`
-    expect(await h.call("POST", `/purchase?code=${code}&code=${code}`)).toMatchObject({ status: 400, body: { error: "invalid_request" } })
-  })
-
-  test("an expired hold's code is 404 code_not_found, and the item can be held again", async () => {
-    const before = await h.checkout("hal", 8)
-    h.clock.now += 60_000
-    expect((await h.purchase(before.body.code)).body.error).toBe("code_not_found")
-    expect((await h.checkout("ivy", 8)).status).toBe(200)
-  })
-})
-
-describe("GET /status", () => {
-  test("reports the current sale and counts every decision above", async () => {
-    const { status, body } = await h.call("GET", "/status")
-    const period = h.config.salePeriodSeconds * 1000
-    expect(status).toBe(200)
-    expect(body).toEqual({
-      sale_id: saleId(),
-      started_at: new Date(saleId() * period).toISOString(),
-      ends_at: new Date((saleId() + 1) * period).toISOString(),
-      seconds_remaining: Math.ceil(((saleId() + 1) * period - h.clock.now) / 1000),
-      items_total: 20,
-      items_sold: 2,
-      items_reserved: 1,
-      items_available: 17,
-      checkouts: { accepted: 9, rejected: 5 },
-      purchases: { accepted: 2, rejected: 3 },
-      sale_status: "active",
+    test("an expired hold's code is 404 code_not_found, and the item can be held again", async () => {
+      const before = await h.checkout("hal", 8)
+      h.clock.now += 60_000
+      expect((await h.purchase(before.body.code)).body.error).toBe("code_not_found")
+      expect((await h.checkout("ivy", 8)).status).toBe(200)
     })
   })
-})
 
-describe("GET /health", () => {
-  test("is ok with every check when Redis and PostgreSQL are up", async () => {
-    await h.drained()
-    const { status, body } = await h.call("GET", "/health")
-    expect(status).toBe(200)
-    expect(body).toMatchObject({ status: "ok", checks: { engine: "redis", redis: { status: "ok" }, postgres: { status: "ok" }, ledger: { status: "ok", backlog_entries: 0 } } })
-  })
-})
-
-describe("routing", () => {
-  test("a wrong method on a known path is 405 with Allow", async () => {
-    const cases: [string, string, string][] = [["GET", "/checkout", "POST"], ["DELETE", "/purchase", "POST"], ["POST", "/status", "GET, HEAD"], ["PUT", "/health", "GET, HEAD"]]
-    for (const [method, path, allow] of cases) {
-      const response = await h.call(method, path)
-      expect({ path, status: response.status, error: response.body.error, allow: response.headers.get("allow") }).toEqual({ path, status: 405, error: "method_not_allowed", allow })
-    }
-  })
-
-  test("an unknown path is 404 not_found with the error body", async () => {
-    expect(await h.call("GET", "/nope")).toMatchObject({ status: 404, body: { error: "not_found", message: expect.any(String) } })
-  })
-})
-
-describe("OpenAPI", () => {
-  test("documents every endpoint and, for each, its error codes", async () => {
-    const { status, body } = await h.call("GET", "/swagger/json")
-    expect(status).toBe(200)
-    expect(Object.keys(body.paths).sort()).toEqual(["/checkout", "/health", "/purchase", "/status"])
-    const codes = (op: any) => Object.values(op.responses).flatMap((r: any) => r.content?.["application/json"]?.schema?.properties?.error?.enum ?? [])
-    expect(codes(body.paths["/checkout"].post).sort()).toEqual(["invalid_request", "item_reserved", "item_sold", "sold_out", "unavailable", "unknown_item", "user_limit"])
-    expect(codes(body.paths["/purchase"].post).sort()).toEqual(["code_not_found", "code_used", "invalid_request", "unavailable"])
-    for (const code of codes(body.paths["/checkout"].post)) expect(body.paths["/checkout"].post.responses[codeToStatus[code as keyof typeof codeToStatus]]).toBeDefined()
-    expect(Object.keys(body.paths["/checkout"].post.responses[200].content["application/json"].schema.properties).sort()).toEqual(["code", "expires_at", "item", "message", "sale_id"])
-    expect(body.paths["/checkout"].post.parameters.map((p: any) => p.name).sort()).toEqual(["id", "user_id"])
+  describe("GET /status", () => {
+    test("reports the current sale and counts every decision above", async () => {
+      const { status, body } = await h.call("GET", "/status")
+      const period = h.config.salePeriodSeconds * 1000
+      expect(status).toBe(200)
+      expect(body).toEqual({
+        sale_id: saleId(),
+        started_at: new Date(saleId() * period).toISOString(),
+        ends_at: new Date((saleId() + 1) * period).toISOString(),
+        seconds_remaining: Math.ceil(((saleId() + 1) * period - h.clock.now) / 1000),
+        items_total: 20,
+        items_sold: 2,
+        items_reserved: 1,
+        items_available: 17,
+        checkouts: { accepted: 9, rejected: 5 },
+        purchases: { accepted: 2, rejected: 3 },
+        sale_status: "active",
+      })
+    })
   })
 
-  test("the docs page loads its script from this server, not a CDN", async () => {
-    const page = await h.call("GET", "/swagger")
-    expect(page.status).toBe(200)
-    expect(page.body).toContain('src="/swagger/scalar.js"')
-    expect(page.body).not.toMatch(/https?:\/\/(cdn|unpkg|fonts)/)
-    const script = await h.app.handle(new Request("http://localhost/swagger/scalar.js"))
-    expect(script.status).toBe(200)
-    expect((await script.text()).length).toBeGreaterThan(100_000)
+  describe("GET /health", () => {
+    test("is ok with every check when Redis and PostgreSQL are up", async () => {
+      await h.drained()
+      const { status, body } = await h.call("GET", "/health")
+      expect(status).toBe(200)
+      const checks = engine === "redis" ? { engine: "redis", redis: { status: "ok" }, postgres: { status: "ok" }, ledger: { status: "ok", backlog_entries: 0 } } : { engine: "embedded", sqlite: { status: "ok" } }
+      expect(body).toMatchObject({ status: "ok", checks })
+    })
+  })
+
+  describe("routing", () => {
+    test("a wrong method on a known path is 405 with Allow", async () => {
+      const cases: [string, string, string][] = [["GET", "/checkout", "POST"], ["DELETE", "/purchase", "POST"], ["POST", "/status", "GET, HEAD"], ["PUT", "/health", "GET, HEAD"]]
+      for (const [method, path, allow] of cases) {
+        const response = await h.call(method, path)
+        expect({ path, status: response.status, error: response.body.error, allow: response.headers.get("allow") }).toEqual({ path, status: 405, error: "method_not_allowed", allow })
+      }
+    })
+
+    test("an unknown path is 404 not_found with the error body", async () => {
+      expect(await h.call("GET", "/nope")).toMatchObject({ status: 404, body: { error: "not_found", message: expect.any(String) } })
+    })
+  })
+
+  describe("OpenAPI", () => {
+    test("documents every endpoint and, for each, its error codes", async () => {
+      const { status, body } = await h.call("GET", "/swagger/json")
+      expect(status).toBe(200)
+      expect(Object.keys(body.paths).sort()).toEqual(["/checkout", "/health", "/purchase", "/status"])
+      const codes = (op: any) => Object.values(op.responses).flatMap((r: any) => r.content?.["application/json"]?.schema?.properties?.error?.enum ?? [])
+      expect(codes(body.paths["/checkout"].post).sort()).toEqual(["invalid_request", "item_reserved", "item_sold", "sold_out", "unavailable", "unknown_item", "user_limit"])
+      expect(codes(body.paths["/purchase"].post).sort()).toEqual(["code_not_found", "code_used", "invalid_request", "unavailable"])
+      for (const code of codes(body.paths["/checkout"].post)) expect(body.paths["/checkout"].post.responses[codeToStatus[code as keyof typeof codeToStatus]]).toBeDefined()
+      expect(Object.keys(body.paths["/checkout"].post.responses[200].content["application/json"].schema.properties).sort()).toEqual(["code", "expires_at", "item", "message", "sale_id"])
+      expect(body.paths["/checkout"].post.parameters.map((p: any) => p.name).sort()).toEqual(["id", "user_id"])
+    })
+
+    test("the docs page loads its script from this server, not a CDN", async () => {
+      const page = await h.call("GET", "/swagger")
+      expect(page.status).toBe(200)
+      expect(page.body).toContain('src="/swagger/scalar.js"')
+      expect(page.body).not.toMatch(/https?:\/\/(cdn|unpkg|fonts)/)
+      const script = await h.app.handle(new Request("http://localhost/swagger/scalar.js"))
+      expect(script.status).toBe(200)
+      expect((await script.text()).length).toBeGreaterThan(100_000)
+    })
   })
 })

@@ -33,6 +33,10 @@ export type Backlog = { entries: number; oldestAgeMs: number }
 
 export type LedgerWriter = {
   start(): void
+  /** Starts draining this sale's stream now, rather than at the next read of the sales set. */
+  track(saleId: number): void
+  /** Stops draining this sale's stream (its keys are gone). */
+  untrack(saleId: number): void
   /** Stops reading new entries after writing everything already in the streams (bounded by timeoutMs). */
   stop(timeoutMs?: number): Promise<void>
   backlog(): Promise<Backlog>
@@ -196,6 +200,13 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
   }
 
   return {
+    track(saleId) {
+      if (!sales.includes(saleId)) sales = [...sales, saleId]
+    },
+    untrack(saleId) {
+      sales = sales.filter((s) => s !== saleId)
+      grouped.delete(saleId)
+    },
     start() {
       if (running) return
       running = true

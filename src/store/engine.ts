@@ -30,6 +30,8 @@ export type RedisEngineOptions = {
 export type RedisEngine = Engine & {
   /** Makes sure the current and next sale are initialised, rebuilding from PostgreSQL if Redis lost them. */
   prepare(): Promise<void>
+  /** Deletes a sale's keys and stops draining its stream; only for a sale whose stream is empty and whose holds are long over. */
+  forget(saleId: number): Promise<void>
   /** Starts the timer that releases expired holds, prepares the next sale and forgets old ones. */
   startMaintenance(): void
   stopMaintenance(): void
@@ -92,6 +94,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
       if (!error.message.includes("BUSYGROUP")) throw error
     })
     await redis.sadd(salesRegistryKey, saleId)
+    ledger.track(saleId)
   }
 
   /** Initialises a sale that has not started yet: nothing can have happened in it, so PostgreSQL is not needed. */
@@ -245,9 +248,14 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     for (const saleId of (await redis.smembers(salesRegistryKey)).map(Number)) {
       if (salePurchasableUntilMs(saleId, periodMs, holdMs) > cutoff) continue
       if ((await redis.xlen(logKey(saleId))) > 0) continue
-      await redis.del(...saleKeys(saleId))
-      await redis.srem(salesRegistryKey, saleId)
+      await forget(saleId)
     }
+  }
+
+  async function forget(saleId: number): Promise<void> {
+    await redis.srem(salesRegistryKey, saleId)
+    ledger.untrack(saleId)
+    await redis.del(...saleKeys(saleId))
   }
 
   async function maintain(): Promise<void> {
@@ -270,6 +278,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     status,
     health,
     prepare,
+    forget,
     startMaintenance() {
       timer ??= setInterval(() => {
         if (maintaining) return

@@ -1,0 +1,160 @@
+/**
+ * The embedded engine: sale state in memory, decided on the one JS thread, kept in SQLite.
+ *
+ * Group commit: everything decided in one turn of the event loop is written in one transaction,
+ * and each answer goes out only after the transaction holding its row commits. An answer the
+ * client saw therefore survives kill -9, and the cost per request stays small.
+ */
+import type { Config } from "../config"
+import type { CheckoutResult, Engine, Health, PurchaseResult, SaleStatus } from "../sale/engine"
+import { UnavailableError } from "../errors"
+import { saleIdAt, salePurchasableUntilMs } from "../sale/clock"
+import { newCode as randomCode, saleOfCode } from "../sale/codes"
+import * as rules from "./rules"
+import type { Store } from "./sqlite"
+
+export type EmbeddedEngineOptions = {
+  store: Store
+  config: Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds">
+  /** The clock; Date.now in production, injected by tests. */
+  now?: () => number
+  /** How long a past sale stays in memory after its last hold could be bought. */
+  retentionMs?: number
+  /** Called when a commit fails: memory is ahead of the file, so the process should restart from the file. */
+  onFatal?: (error: Error) => void
+  log?: (message: string) => void
+}
+
+export type EmbeddedEngine = Engine & {
+  startMaintenance(): void
+  /** Commits what is decided and not yet written, and stops the timers. */
+  close(): void
+}
+
+const checkoutErrors = { [-1]: "unknown_item", [-2]: "sold_out", [-3]: "item_sold", [-4]: "item_reserved", [-5]: "user_limit" } as const
+const purchaseErrors = { [-6]: "code_not_found", [-7]: "code_used" } as const
+
+export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEngine {
+  const { store, config, now = Date.now, retentionMs = 24 * 3600_000, onFatal = () => {}, log = console.log } = options
+  const periodMs = config.salePeriodSeconds * 1000
+  const holdMs = config.holdSeconds * 1000
+  const limits = { saleItems: config.saleItems, userLimit: config.userLimit, holdMs }
+  const sales = new Map<number, rules.SaleState>()
+  let failed: Error | undefined
+  let pending: { row: rules.Row; settle: () => void; fail: (error: Error) => void }[] = []
+  let timer: ReturnType<typeof setInterval> | undefined
+
+  function saleState(saleId: number, at: number): rules.SaleState {
+    let sale = sales.get(saleId)
+    if (!sale) {
+      sale = store.load(saleId, at)
+      sales.set(saleId, sale)
+    }
+    return sale
+  }
+
+  function commit(): void {
+    const batch = pending
+    pending = []
+    if (batch.length === 0) return
+    try {
+      store.write(batch.map((p) => p.row))
+    } catch (error) {
+      failed = error as Error
+      log(`embedded: cannot write to SQLite (${failed.message}); refusing to decide until restarted`)
+      for (const p of batch) p.fail(new UnavailableError(`the embedded store cannot write: ${failed.message}`, 5))
+      onFatal(failed)
+      return
+    }
+    for (const p of batch) p.settle()
+  }
+
+  /** Resolves with `value` once `row` is committed. */
+  function kept<T>(row: rules.Row, value: T): Promise<T> {
+    return new Promise((resolve, reject) => {
+      if (pending.push({ row, settle: () => resolve(value), fail: reject }) === 1) setImmediate(commit)
+    })
+  }
+
+  function refuseIfFailed(): void {
+    if (failed) throw new UnavailableError(`the embedded store cannot write: ${failed.message}`, 5)
+  }
+
+  async function checkout(userId: string, itemId: number): Promise<CheckoutResult> {
+    refuseIfFailed()
+    const at = now()
+    const saleId = saleIdAt(at, periodMs)
+    const decision = rules.checkout(saleState(saleId, at), at, itemId, userId, randomCode(saleId), limits)
+    const result: CheckoutResult =
+      decision.status >= 0
+        ? { ok: true, repeated: decision.status === 1, code: decision.code, saleId, itemId, expiresAt: decision.expiresAt }
+        : { ok: false, error: checkoutErrors[decision.status as keyof typeof checkoutErrors] }
+    return kept(decision.row, result)
+  }
+
+  async function purchase(code: string): Promise<PurchaseResult> {
+    refuseIfFailed()
+    const at = now()
+    const saleId = saleOfCode(code)
+    // As lua/purchase.lua: a sale that has not started, or one forgotten and past buying, decides nothing.
+    if (saleId === undefined || saleId > saleIdAt(at, periodMs)) return { ok: false, error: "code_not_found" }
+    if (!sales.has(saleId) && at >= salePurchasableUntilMs(saleId, periodMs, holdMs)) {
+      const forgotten = at >= salePurchasableUntilMs(saleId, periodMs, holdMs) + retentionMs
+      if (forgotten || !store.known(saleId)) return { ok: false, error: "code_not_found" }
+    }
+    const decision = rules.purchase(saleState(saleId, at), at, code)
+    const result: PurchaseResult =
+      decision.status === 0
+        ? { ok: true, saleId, userId: decision.userId, itemId: decision.itemId, purchasedAt: decision.at }
+        : { ok: false, error: purchaseErrors[decision.status] }
+    return kept(decision.row, result)
+  }
+
+  async function status(): Promise<SaleStatus> {
+    refuseIfFailed()
+    const at = now()
+    const sale = saleState(saleIdAt(at, periodMs), at)
+    rules.sweep(sale, at)
+    const s = sale.stats
+    return {
+      saleId: sale.saleId,
+      now: at,
+      itemsSold: s.sold,
+      itemsReserved: s.held,
+      checkouts: { accepted: s.checkoutsOk, rejected: s.checkoutsRejected },
+      purchases: { accepted: s.purchasesOk, rejected: s.purchasesRejected },
+    }
+  }
+
+  async function health(): Promise<Health> {
+    const sqlite = failed ? { status: "down", error: failed.message } : { status: "ok", uncommitted: pending.length }
+    return { status: failed ? "down" : "ok", checks: { engine: "embedded", sqlite } }
+  }
+
+  /** Releases expired holds of idle sales and forgets sales past their retention. */
+  function maintain(): void {
+    const at = now()
+    const current = saleIdAt(at, periodMs)
+    for (const [saleId, sale] of sales) {
+      rules.sweep(sale, at)
+      if (saleId < current && salePurchasableUntilMs(saleId, periodMs, holdMs) + retentionMs < at) sales.delete(saleId)
+    }
+  }
+
+  return {
+    name: "embedded",
+    checkout,
+    purchase,
+    status,
+    health,
+    startMaintenance() {
+      timer ??= setInterval(maintain, 250)
+    },
+    close() {
+      clearInterval(timer)
+      timer = undefined
+      commit()
+      store.close()
+    },
+  }
+}
