@@ -3,9 +3,10 @@
  * ports, runs each scenario with wrk on 127.0.0.1 for a bounded time, then verifies the sale's invariants
  * against PostgreSQL and Redis. Prints a table, writes JSON to bench/results/, exits 1 on any violation.
  *
- *   bun run bench [--scenario flood,sellout] [--duration 10] [--connections 64] [--instances 2] [--soak 60]
+ *   bun run bench [--engine redis|embedded|both] [--scenario flood,sellout] [--duration 10] [--connections 64] [--instances 2] [--soak 60]
  */
-import { mkdirSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { Database } from "bun:sqlite"
 import { join } from "node:path"
 import { tmpdir } from "node:os"
 import Redis from "ioredis"
@@ -16,16 +17,20 @@ import { startServer, type ServerProcess } from "../test/process"
 const root = join(import.meta.dir, "..")
 const wrkDir = join(import.meta.dir, "wrk")
 
-type Options = { scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number }
+type EngineKind = "redis" | "embedded"
+type Options = { engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number }
 const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "mixed", "soak", "instances"]
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10 }
+  const options: Options = { engines: ["redis", "embedded"], scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10 }
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split("=", 2)
     const value = inline ?? argv[++i]
     if (value === undefined) throw new Error(`${flag} needs a value`)
-    if (flag === "--scenario") {
+    if (flag === "--engine") {
+      if (!["redis", "embedded", "both"].includes(value)) throw new Error(`--engine takes redis, embedded or both, got ${value}`)
+      options.engines = value === "both" ? ["redis", "embedded"] : [value as EngineKind]
+    } else if (flag === "--scenario") {
       options.scenarios = value.split(",")
       const unknown = options.scenarios.filter((s) => !scenarioNames.includes(s))
       if (unknown.length) throw new Error(`unknown scenario ${unknown.join(", ")}; known: ${scenarioNames.join(", ")}`)
@@ -111,12 +116,16 @@ async function main() {
 
     const rows: Record<string, unknown>[] = []
     let violations = 0
-    for (const scenario of options.scenarios) {
-      const result = await runScenario(scenario, options, binary, redisServer.url, pgServer.url, redis, admin)
-      const ratio = result.wrk.rps / baseline.rps
-      violations += result.violations.length
-      rows.push({ scenario, ...result, ratio })
-      console.log(`${scenario}: ${Math.round(result.wrk.rps)} req/s (${ratio.toFixed(2)} x hello), p99 ${result.wrk.p99_ms} ms, ${result.violations.length ? `VIOLATIONS: ${result.violations.join("; ")}` : "verified"}`)
+    for (const engine of options.engines) {
+      for (const scenario of options.scenarios) {
+        if (engine === "embedded" && scenario === "instances") continue // one process owns the SQLite file
+        const backend = engine === "redis" ? await redisBackend(scenario, options, redisServer.url, pgServer.url, redis, admin) : embeddedBackend(options)
+        const result = await runScenario(scenario, options, binary, backend).finally(() => backend.close())
+        const ratio = result.wrk.rps / baseline.rps
+        violations += result.violations.length
+        rows.push({ engine, scenario, ...result, ratio })
+        console.log(`${engine} ${scenario}: ${Math.round(result.wrk.rps)} req/s (${ratio.toFixed(2)} x hello), p99 ${result.wrk.p99_ms} ms, ${result.violations.length ? `VIOLATIONS: ${result.violations.join("; ")}` : "verified"}`)
+      }
     }
 
     printTable(baseline, rows)
@@ -136,13 +145,60 @@ async function main() {
 
 type ScenarioResult = { wrk: WrkResult; violations: string[]; drain_ms: number; extra: Record<string, unknown> }
 
-async function runScenario(scenario: string, options: Options, binary: string, redisUrl: string, pgUrl: string, redis: Redis, admin: postgres.Sql): Promise<ScenarioResult> {
+/** Where an engine keeps things, for one scenario: the server's environment, its durable rows, its backlog. */
+type Backend = {
+  env: Record<string, string>
+  /** Rows of the durable store (portable SQL). */
+  query(text: string): Promise<Record<string, any>[]>
+  /** Decisions not yet in the durable store. */
+  backlog(): Promise<number>
+  /** Redis's own view of the sale, where there is one. */
+  live?(): Promise<{ sold: number; heldPerUser: number }>
+  close(): Promise<void>
+}
+
+async function redisBackend(scenario: string, options: Options, redisUrl: string, pgUrl: string, redis: Redis, admin: postgres.Sql): Promise<Backend> {
   await redis.flushall()
   const db = `bench_${scenario}_${Date.now()}`
   await admin.unsafe(`create database ${db}`)
   const databaseUrl = pgUrl.replace(/\/postgres$/, `/${db}`)
   const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} })
-  const env = { REDIS_URL: `${redisUrl}/0`, DATABASE_URL: databaseUrl, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300" }
+  return {
+    env: { REDIS_URL: `${redisUrl}/0`, DATABASE_URL: databaseUrl },
+    query: (text) => sql.unsafe(text) as Promise<Record<string, any>[]>,
+    backlog: () => streamBacklog(redis),
+    async live() {
+      let sold = 0
+      let heldPerUser = 0
+      for (const sale of await redis.smembers("flashsale:sales")) {
+        sold += Number((await redis.hget(`{sale:${sale}}:stats`, "sold")) ?? 0)
+        for (const n of await redis.hvals(`{sale:${sale}}:users`)) heldPerUser = Math.max(heldPerUser, Number(n))
+      }
+      return { sold, heldPerUser }
+    },
+    close: () => sql.end(),
+  }
+}
+
+function embeddedBackend(options: Options): Backend {
+  const dir = mkdtempSync(join(tmpdir(), "bench-embedded-"))
+  let db: Database | undefined
+  const open = () => (db ??= new Database(join(dir, "flashsale.sqlite"), { readonly: true }))
+  return {
+    // Empty URLs count as unset, whatever the calling shell has.
+    env: { DATA_DIR: dir, REDIS_URL: "", DATABASE_URL: "" },
+    query: async (text) => open().query(text).all() as Record<string, any>[],
+    // Every answer waits for its commit: there is never a backlog.
+    backlog: async () => 0,
+    async close() {
+      db?.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+async function runScenario(scenario: string, options: Options, binary: string, backend: Backend): Promise<ScenarioResult> {
+  const env = { ...backend.env, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300" }
   const servers: ServerProcess[] = []
   const instances = scenario === "instances" ? options.instances : 1
   for (let i = 0; i < instances; i++) servers.push(await startServer(env, [binary], tmpdir()))
@@ -152,7 +208,7 @@ async function runScenario(scenario: string, options: Options, binary: string, r
   try {
     if (scenario === "purchase_storm") {
       const codes = await holdAll(servers[0]!.base, options.items)
-      const file = join(tmpdir(), `${db}.codes`)
+      const file = join(tmpdir(), `storm-${Date.now()}.codes`)
       writeFileSync(file, codes.join("\n") + "\n")
       extra.codes = codes.length
       result = await wrk("purchase_storm.lua", servers[0]!.base, options.duration, options.connections, options.threads, { ...wrkEnv, CODES_FILE: file })
@@ -164,9 +220,9 @@ async function runScenario(scenario: string, options: Options, binary: string, r
       const started = Date.now()
       const pid = servers[0]!.proc.pid
       const sampler = setInterval(async () => {
-        const backlog = await streamBacklog(redis)
-        const [{ n }] = (await sql`select count(*)::int as n from checkout_attempts`) as unknown as [{ n: number }]
-        samples.push({ t: Math.round((Date.now() - started) / 1000), rss_mb: Math.round(rssMb(pid)), backlog, rows: n })
+        const backlog = await backend.backlog()
+        const rows = Number((await backend.query("select count(*) as n from checkout_attempts"))[0]!.n)
+        samples.push({ t: Math.round((Date.now() - started) / 1000), rss_mb: Math.round(rssMb(pid)), backlog, rows })
       }, 1000)
       result = await wrk("flood.lua", servers[0]!.base, options.soak, options.connections, options.threads, wrkEnv)
       clearInterval(sampler)
@@ -183,13 +239,12 @@ async function runScenario(scenario: string, options: Options, binary: string, r
       result = await wrk(script, servers[0]!.base, options.duration, options.connections, options.threads, wrkEnv)
     }
     const stopped = performance.now()
-    await until("the ledger backlog to drain", async () => (await streamBacklog(redis)) === 0, 120_000)
+    await until("the ledger backlog to drain", async () => (await backend.backlog()) === 0, 120_000)
     const drain_ms = Math.round(performance.now() - stopped)
-    const violations = await verify(scenario, options, result, sql, redis, extra)
+    const violations = await verify(scenario, options, result, backend, extra)
     return { wrk: result, violations, drain_ms, extra }
   } finally {
     for (const server of servers) await server.stop()
-    await sql.end()
   }
 }
 
@@ -216,22 +271,16 @@ async function holdAll(base: string, items: number): Promise<string[]> {
   return codes
 }
 
-async function verify(scenario: string, options: Options, result: WrkResult, sql: postgres.Sql, redis: Redis, extra: Record<string, unknown>): Promise<string[]> {
+async function verify(scenario: string, options: Options, result: WrkResult, backend: Backend, extra: Record<string, unknown>): Promise<string[]> {
   const violations: string[] = []
-  const one = async (query: Promise<readonly Record<string, unknown>[]>) => Number((await query)[0]!.n)
-  const purchases = await one(sql`select count(*)::int as n from purchases`)
-  const items = await one(sql`select count(distinct (sale_id, item_id))::int as n from purchases`)
-  const codes = await one(sql`select count(distinct code)::int as n from purchases`)
-  const perUser = await one(sql`select coalesce(max(n), 0)::int as n from (select count(*) as n from purchases group by sale_id, user_id) t`)
-  const checkoutRows = await one(sql`select count(*)::int as n from checkout_attempts`)
-  const purchaseRows = await one(sql`select count(*)::int as n from purchase_attempts`)
-  const sales = await redis.smembers("flashsale:sales")
-  let soldInRedis = 0
-  let heldPerUser = 0
-  for (const sale of sales) {
-    soldInRedis += Number((await redis.hget(`{sale:${sale}}:stats`, "sold")) ?? 0)
-    for (const n of await redis.hvals(`{sale:${sale}}:users`)) heldPerUser = Math.max(heldPerUser, Number(n))
-  }
+  const one = async (text: string) => Number((await backend.query(text))[0]!.n ?? 0)
+  const purchases = await one("select count(*) as n from purchases")
+  const items = await one("select count(*) as n from (select distinct sale_id, item_id from purchases) t")
+  const codes = await one("select count(distinct code) as n from purchases")
+  const perUser = await one("select coalesce(max(n), 0) as n from (select count(*) as n from purchases group by sale_id, user_id) t")
+  const checkoutRows = await one("select count(*) as n from checkout_attempts")
+  const purchaseRows = await one("select count(*) as n from purchase_attempts")
+  const live = await backend.live?.()
   const decidedCheckouts = sumOf(result.counts, "checkout:")
   const decidedPurchases = sumOf(result.counts, "purchase:")
   Object.assign(extra, { purchases, checkout_rows: checkoutRows, checkouts_answered: decidedCheckouts, checkouts_sent: result.sent.checkout, purchase_rows: purchaseRows, purchases_answered: decidedPurchases, purchases_sent: result.sent.purchase })
@@ -240,8 +289,8 @@ async function verify(scenario: string, options: Options, result: WrkResult, sql
   if (items !== purchases) violations.push(`an item was sold twice: ${purchases} purchases of ${items} distinct items`)
   if (codes !== purchases) violations.push(`a code was sold twice: ${purchases} purchases with ${codes} distinct codes`)
   if (perUser > options.limit) violations.push(`a user bought ${perUser} > USER_LIMIT ${options.limit}`)
-  if (heldPerUser > options.limit) violations.push(`a user holds plus bought ${heldPerUser} > USER_LIMIT ${options.limit}`)
-  if (soldInRedis !== purchases) violations.push(`Redis counts ${soldInRedis} sold, PostgreSQL has ${purchases} purchases`)
+  if (live && live.heldPerUser > options.limit) violations.push(`a user holds plus bought ${live.heldPerUser} > USER_LIMIT ${options.limit}`)
+  if (live && live.sold !== purchases) violations.push(`Redis counts ${live.sold} sold, PostgreSQL has ${purchases} purchases`)
   // wrk drops the answers still in flight when its time is up, so the kept rows lie between what it saw answered and what it sent.
   if (checkoutRows < decidedCheckouts || checkoutRows > (result.sent.checkout ?? 0)) violations.push(`checkout_attempts has ${checkoutRows} rows; wrk saw ${decidedCheckouts} answered of ${result.sent.checkout} sent`)
   if (purchaseRows < decidedPurchases || purchaseRows > (result.sent.purchase ?? 0)) violations.push(`purchase_attempts has ${purchaseRows} rows; wrk saw ${decidedPurchases} answered of ${result.sent.purchase} sent`)
@@ -252,7 +301,9 @@ async function verify(scenario: string, options: Options, result: WrkResult, sql
   if (scenario === "sellout") {
     if (purchases !== options.items) violations.push(`demand exceeded stock but only ${purchases} of ${options.items} sold`)
     else {
-      const [{ seconds }] = (await sql`select extract(epoch from (select max(purchased_at) from purchases) - (select min(created_at) from checkout_attempts))::float8 as seconds`) as unknown as [{ seconds: number }]
+      const [last] = await backend.query("select max(purchased_at) as at from purchases")
+      const [first] = await backend.query("select min(created_at) as at from checkout_attempts")
+      const seconds = (new Date(last!.at).getTime() - new Date(first!.at).getTime()) / 1000
       extra.sellout_seconds = Math.round(seconds * 1000) / 1000
       extra.purchases_per_second = Math.round(options.items / seconds)
     }
@@ -262,7 +313,7 @@ async function verify(scenario: string, options: Options, result: WrkResult, sql
 }
 
 function printTable(baseline: WrkResult, rows: Record<string, any>[]) {
-  const header = ["scenario", "req/s", "x hello", "p50 ms", "p99 ms", "answers (ok / rejected)", "drain ms", "notes", "verified"]
+  const header = ["engine", "scenario", "req/s", "x hello", "p50 ms", "p99 ms", "answers (ok / rejected)", "drain ms", "notes", "verified"]
   const lines = rows.map((r) => {
     const counts = r.wrk.counts as Record<string, number>
     const ok = Object.entries(counts).filter(([k]) => k.endsWith(":ok")).reduce((a, [, v]) => a + v, 0)
@@ -270,9 +321,9 @@ function printTable(baseline: WrkResult, rows: Record<string, any>[]) {
     const notes: string[] = []
     if (r.extra.sellout_seconds !== undefined) notes.push(`10,000 sold in ${r.extra.sellout_seconds} s (${r.extra.purchases_per_second} purchases/s)`)
     if (r.extra.rss_mb) notes.push(`RSS MB first/10s/last/max ${r.extra.rss_mb.first}/${r.extra.rss_mb.at_10s}/${r.extra.rss_mb.last}/${r.extra.rss_mb.max}, backlog max ${r.extra.backlog_max}`)
-    return [r.scenario, Math.round(r.wrk.rps), r.ratio.toFixed(2), r.wrk.p50_ms.toFixed(2), r.wrk.p99_ms.toFixed(2), `${ok} / ${answered - ok}`, r.drain_ms, notes.join("; "), r.violations.length ? "NO" : "yes"].map(String)
+    return [r.engine, r.scenario, Math.round(r.wrk.rps), r.ratio.toFixed(2), r.wrk.p50_ms.toFixed(2), r.wrk.p99_ms.toFixed(2), `${ok} / ${answered - ok}`, r.drain_ms, notes.join("; "), r.violations.length ? "NO" : "yes"].map(String)
   })
-  const all = [header, ["hello-world", String(Math.round(baseline.rps)), "1.00", baseline.p50_ms.toFixed(2), baseline.p99_ms.toFixed(2), "", "", "", ""], ...lines]
+  const all = [header, ["", "hello-world", String(Math.round(baseline.rps)), "1.00", baseline.p50_ms.toFixed(2), baseline.p99_ms.toFixed(2), "", "", "", ""], ...lines]
   const widths = header.map((_, i) => Math.max(...all.map((l) => l[i]!.length)))
   console.log("")
   for (const [i, line] of all.entries()) {
