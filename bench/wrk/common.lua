@@ -73,6 +73,17 @@ function done(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000, encode(total), encode(all_sent)))
 end
 
+-- Each thread walks its own stride of the items (tid, tid + threads, ...), wrapping around at the end.
+function M.strider(items, threads)
+  local next_item = tid
+  return function()
+    local item = next_item
+    next_item = next_item + threads
+    if next_item > items then next_item = tid end
+    return item
+  end
+end
+
 function M.seed()
   math.randomseed(os.time() * 1000 + (tid or 0) * 7919 + tonumber(tostring({}):sub(8), 16) % 100000)
 end

@@ -4,18 +4,15 @@ package.path = os.getenv("WRK_LIB") .. "/?.lua;" .. package.path
 local c = require("common")
 local items = tonumber(os.getenv("SALE_ITEMS") or "10000")
 local threads_n = tonumber(os.getenv("WRK_THREADS") or "2")
-local codes, next_item, n = {}, 0, 0
+local codes, next_item, n = {}, nil, 0
 
-function init() next_item = tid end
+function init() next_item = c.strider(items, threads_n) end
 function request()
   n = n + 1
   if n % 5 == 0 then return c.status() end
   local code = table.remove(codes)
   if code then return c.purchase(code) end
-  local item = next_item
-  next_item = next_item + threads_n
-  if next_item > items then next_item = tid end
-  return c.checkout("m" .. tid .. "-" .. n, item)
+  return c.checkout("m" .. tid .. "-" .. n, next_item())
 end
 function response(status, headers, body)
   local code = c.record(status, body)
