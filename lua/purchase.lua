@@ -1,26 +1,32 @@
 --[[
-  purchase: turn a live hold into a sale, at most once per code.
+  purchase: turn live holds into sales, at most once per code, for a batch of requests decided one after another.
 
-  KEYS[1..6] the keys of the sale the code was issued in, as listed in sweep.lua
+  The server sends the purchases of one sale that arrive together in one call;
+  each is decided exactly as if it had been sent alone, in the order given.
+
+  KEYS[1..6] the keys of the sale the codes were issued in, as listed in sweep.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
-  ARGV[2] sale_id     the sale named in the code
+  ARGV[2] sale_id     the sale named in the codes
   ARGV[3] period_ms   length of a sale in ms
-  ARGV[4] code
-  ARGV[5] hold_ms     how long a hold lives (bounds how long a past sale can still sell)
+  ARGV[4] hold_ms     how long a hold lives (bounds how long a past sale can still sell)
+  ARGV[5..] the codes
 
-  Returns:
-    {0, item_id, user_id, purchased_ms}   purchased: the item is sold to the holder
-    {-6}    code_not_found   never issued, or its hold expired
-    {-7}    code_used        already purchased with this code
-    {-11}   not_ready        the sale may still have live holds but is not initialised:
-                             rebuild it, then call again
+  Returns {0, now_ms, then per code: status, item_id, user_id}; status:
+     0 purchased        the item is sold to the holder, at now_ms
+    -6 code_not_found   never issued, or its hold expired
+    -7 code_used        already purchased with this code
+  or, for the whole batch:
+    {-6}    code_not_found, nothing logged: the sale has not started, or it was
+            never initialised and its holds are long over
+    {-11}   not_ready: the sale may still have live holds but is not initialised;
+            rebuild it, then call again
   The user's count is unchanged: the hold already counted against the limit.
   stats.next_exp stays a lower bound when a hold leaves by purchase, so it is not updated.
   Decided outcomes are appended to the log stream and counted in stats.
 ]]
-local nowArg, saleId, periodMs, code, holdMs = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local saleId, periodMs, holdMs = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 
-local now = clock(nowArg)
+local now = clock(ARGV[1])
 if saleId > math.floor(now / periodMs) then return {-6} end
 local stats = rcall('HMGET', KEYS[5], 'sold', 'next_exp')
 if not stats[1] then
@@ -29,25 +35,35 @@ if not stats[1] then
 end
 sweep(now, tonumber(stats[2]))
 
-local state = rcall('HGET', KEYS[2], code)
-local result, outcome, item, user
-if not state then
-  result, outcome = {-6}, 'code_not_found'
-else
-  local kind
-  kind, item, user = string.match(state, '^(%a)|(%d+)|%d+|(.+)$')
-  if kind == 'p' then
-    result, outcome = {-7}, 'code_used'
-  else
-    rcall('HSET', KEYS[2], code, 'p|' .. item .. '|' .. ms(now) .. '|' .. user)
-    rcall('HSET', KEYS[1], item, 's|' .. user .. '|' .. code)
-    rcall('ZREM', KEYS[4], code)
-    rcall('HINCRBY', KEYS[5], 'held', -1)
-    rcall('HINCRBY', KEYS[5], 'sold', 1)
-    result, outcome = {0, tonumber(item), user, now}, 'purchased'
+local nowText = ms(now)
+local out, bought, rejected = {0, now}, 0, 0
+for i = 5, #ARGV do
+  local code = ARGV[i]
+  local status, outcome, item, user = -6, 'code_not_found', nil, nil
+  local state = rcall('HGET', KEYS[2], code)
+  if state then
+    local kind
+    kind, item, user = string.match(state, '^(%a)|(%d+)|%d+|(.+)$')
+    if kind == 'p' then
+      status, outcome = -7, 'code_used'
+    else
+      status, outcome = 0, 'purchased'
+      rcall('HSET', KEYS[2], code, 'p|' .. item .. '|' .. nowText .. '|' .. user)
+      rcall('HSET', KEYS[1], item, 's|' .. user .. '|' .. code)
+      rcall('ZREM', KEYS[4], code)
+    end
   end
+  if status == 0 then bought = bought + 1 else rejected = rejected + 1 end
+  rcall('XADD', KEYS[6], '*', 'e', 'p', 'k', code, 'o', outcome, 'u', user or '', 'i', item or '', 't', nowText)
+  out[#out + 1] = status
+  out[#out + 1] = tonumber(item) or 0
+  out[#out + 1] = user or ''
 end
 
-rcall('HINCRBY', KEYS[5], result[1] == 0 and 'p_ok' or 'p_rej', 1)
-rcall('XADD', KEYS[6], '*', 'e', 'p', 'k', code, 'o', outcome, 'u', user or '', 'i', item or '', 't', ms(now))
-return result
+if bought > 0 then
+  rcall('HINCRBY', KEYS[5], 'held', -bought)
+  rcall('HINCRBY', KEYS[5], 'sold', bought)
+  rcall('HINCRBY', KEYS[5], 'p_ok', bought)
+end
+if rejected > 0 then rcall('HINCRBY', KEYS[5], 'p_rej', rejected) end
+return out

@@ -26,7 +26,14 @@ const checkout = async (user: string, item: number, code = `${sale}.${user}-${it
   const reply = await batch([[user, item, code]], at, saleId)
   return reply[0] === 0 ? [reply[2], reply[3], reply[4], reply[1]] : reply
 }
-const purchase = (code: string, at = t0, saleId = sale) => scripts.purchase(saleKeys(saleId), [at, saleId, period, code, hold])
+/** Several purchases in one call: {0, now, then status, item, user per code}. */
+const purchases = (codes: string[], at = t0, saleId = sale) => scripts.purchase(saleKeys(saleId), [at, saleId, period, hold, ...codes])
+/** One purchase alone: {0, item, user, now} when bought, {status} otherwise, or the whole reply when the call decided nothing. */
+const purchase = async (code: string, at = t0, saleId = sale) => {
+  const reply = await purchases([code], at, saleId)
+  if (reply.length === 1) return reply
+  return reply[2] === 0 ? [0, reply[3], reply[4], reply[1]] : [reply[2]]
+}
 const status = (at = t0, saleId = sale) => scripts.status(saleKeys(saleId), [at, saleId, period])
 const logged = async () => (await redis.xrange(keys[5]!, "-", "+")).map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))))
 
@@ -175,6 +182,22 @@ describe("purchase.lua", () => {
   test("an uninitialised sale whose holds may still be live is not_ready; an older one is code_not_found", async () => {
     expect(await purchase(`${sale}.a`)).toEqual([-11])
     expect(await purchase(`${sale}.a`, (sale + 1) * period + hold)).toEqual([-6])
+  })
+})
+
+describe("purchase.lua with several codes in one call", () => {
+  test("decides them in order, each as if alone", async () => {
+    await init()
+    await checkout("ann", 1, `${sale}.a`)
+    await checkout("bob", 2, `${sale}.b`)
+    expect(await purchases([`${sale}.a`, `${sale}.a`, `${sale}.zz`, `${sale}.b`], t0 + 3)).toEqual([0, t0 + 3, 0, 1, "ann", -7, 1, "ann", -6, 0, "", 0, 2, "bob"])
+    expect((await logged()).slice(2).map((e) => e.o)).toEqual(["purchased", "code_used", "code_not_found", "purchased"])
+    expect(await redis.hmget(keys[4]!, "sold", "held", "p_ok", "p_rej")).toEqual(["2", "0", "2", "2"])
+  })
+
+  test("an uninitialised sale decides none of them", async () => {
+    expect(await purchases([`${sale}.a`, `${sale}.b`])).toEqual([-11])
+    expect(await logged()).toEqual([])
   })
 })
 

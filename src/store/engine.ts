@@ -42,7 +42,7 @@ const purchaseErrors = { [-6]: "code_not_found", [-7]: "code_used" } as const
 const WRONG_SALE = -10
 const NOT_READY = -11
 const attempts = 4
-/** Checkouts sent to Redis in one script call at most; more wait for the next call. */
+/** Requests sent to Redis in one script call at most; more wait for the next call. */
 const maxBatch = 256
 const maintenanceEveryMs = 250
 const lagDegradedMs = 5000
@@ -98,9 +98,9 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   }
 
   /** Initialises a sale that has not started yet: nothing can have happened in it, so PostgreSQL is not needed. */
-  async function initEmpty(saleId: number): Promise<boolean> {
+  async function initEmpty(saleId: number): Promise<void> {
     await register(saleId)
-    return (await scripts.initSale(saleKeys(saleId), initArgs(saleId, "empty", emptySnapshot()))) >= 0
+    await scripts.initSale(saleKeys(saleId), initArgs(saleId, "empty", emptySnapshot()))
   }
 
   /** Rebuilds a sale from PostgreSQL; concurrent callers share one rebuild. */
@@ -140,61 +140,84 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     throw new UnavailableError("the current sale is changing; try again")
   }
 
-  type Waiting = { userId: string; itemId: number; resolve: (result: CheckoutResult) => void; reject: (error: unknown) => void }
-  let waiting: Waiting[] = []
-  let deciding = false
-
   /**
-   * Decides waiting checkouts in one script call, each as if alone, in arrival order. One call is in flight
-   * at a time and what arrives meanwhile forms the next batch: batches grow with load, round trips do not.
+   * Requests wait here and are decided in one script call per sale, each as if alone, in arrival order.
+   * One call per queue is in flight at a time and what arrives meanwhile forms the next batch: batches
+   * grow with load, round trips do not.
    */
-  async function flush(): Promise<void> {
-    deciding = true
-    const batch = waiting.length <= maxBatch ? waiting : waiting.slice(0, maxBatch)
-    waiting = waiting.length <= maxBatch ? [] : waiting.slice(maxBatch)
-    try {
-      const [saleId, reply] = await decide("checkout", (saleId) => {
-        const args: (string | number)[] = [nowArg(), saleId, periodMs, config.saleItems, config.userLimit, holdMs]
-        for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId))
-        return args
-      })
-      batch.forEach((w, i) => {
-        const status = Number(reply[2 + 3 * i])
-        w.resolve(
-          status >= 0
-            ? { ok: true, repeated: status === 1, code: String(reply[3 + 3 * i]), saleId, itemId: w.itemId, expiresAt: Number(reply[4 + 3 * i]) }
-            : { ok: false, error: checkoutErrors[status as keyof typeof checkoutErrors] },
-        )
-      })
-    } catch (error) {
-      for (const w of batch) w.reject(error)
-    } finally {
-      deciding = false
-      if (waiting.length > 0) flush()
+  function batcher<Input, Output>(decideBatch: (inputs: Input[]) => Promise<Output[]>): (input: Input) => Promise<Output> {
+    type Waiting = { input: Input; resolve: (output: Output) => void; reject: (error: unknown) => void }
+    let waiting: Waiting[] = []
+    let deciding = false
+    async function flush(): Promise<void> {
+      deciding = true
+      const batch = waiting.slice(0, maxBatch)
+      waiting = waiting.slice(maxBatch)
+      try {
+        const outputs = await decideBatch(batch.map((w) => w.input))
+        batch.forEach((w, i) => w.resolve(outputs[i]!))
+      } catch (error) {
+        for (const w of batch) w.reject(error)
+      } finally {
+        deciding = false
+        if (waiting.length > 0) flush()
+      }
     }
+    return (input) =>
+      new Promise((resolve, reject) => {
+        waiting.push({ input, resolve, reject })
+        if (!deciding) flush()
+      })
   }
 
-  function checkout(userId: string, itemId: number): Promise<CheckoutResult> {
-    return new Promise((resolve, reject) => {
-      waiting.push({ userId, itemId, resolve, reject })
-      if (!deciding) flush()
+  const checkoutBatched = batcher<{ userId: string; itemId: number }, CheckoutResult>(async (batch) => {
+    const [saleId, reply] = await decide("checkout", (saleId) => {
+      const args: (string | number)[] = [nowArg(), saleId, periodMs, config.saleItems, config.userLimit, holdMs]
+      for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId))
+      return args
     })
-  }
+    return batch.map((w, i) => {
+      const status = Number(reply[2 + 3 * i])
+      return status >= 0
+        ? { ok: true, repeated: status === 1, code: String(reply[3 + 3 * i]), saleId, itemId: w.itemId, expiresAt: Number(reply[4 + 3 * i]) }
+        : { ok: false, error: checkoutErrors[status as keyof typeof checkoutErrors] }
+    })
+  })
 
-  async function purchase(code: string): Promise<PurchaseResult> {
-    const saleId = saleOfCode(code)
-    if (saleId === undefined) return { ok: false, error: "code_not_found" }
+  const checkout = (userId: string, itemId: number) => checkoutBatched({ userId, itemId })
+
+  /** Purchases of one sale, decided together (lua/purchase.lua), rebuilding the sale first if Redis lost it. */
+  async function purchaseBatch(saleId: number, codes: string[]): Promise<PurchaseResult[]> {
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const reply = await scripts.purchase(saleKeys(saleId), [nowArg(), saleId, periodMs, code, holdMs]).catch(unavailable)
+      const reply = await scripts.purchase(saleKeys(saleId), [nowArg(), saleId, periodMs, holdMs, ...codes]).catch(unavailable)
       const status = Number(reply[0])
       if (status === NOT_READY) {
         await rebuild(saleId)
         continue
       }
-      if (status === 0) return { ok: true, saleId, itemId: Number(reply[1]), userId: String(reply[2]), purchasedAt: Number(reply[3]) }
-      return { ok: false, error: purchaseErrors[status as keyof typeof purchaseErrors] }
+      if (status !== 0) return codes.map(() => ({ ok: false, error: "code_not_found" }))
+      const purchasedAt = Number(reply[1])
+      return codes.map((_, i) => {
+        const result = Number(reply[2 + 3 * i])
+        return result === 0
+          ? { ok: true, saleId, itemId: Number(reply[3 + 3 * i]), userId: String(reply[4 + 3 * i]), purchasedAt }
+          : { ok: false, error: purchaseErrors[result as keyof typeof purchaseErrors] }
+      })
     }
     throw new UnavailableError("the sale is being rebuilt; try again")
+  }
+
+  const purchaseQueues = new Map<number, (code: string) => Promise<PurchaseResult>>()
+
+  function purchase(code: string): Promise<PurchaseResult> {
+    const saleId = saleOfCode(code)
+    if (saleId === undefined) return Promise.resolve({ ok: false, error: "code_not_found" })
+    let queue = purchaseQueues.get(saleId)
+    if (!queue) {
+      queue = batcher<string, PurchaseResult>((codes) => purchaseBatch(saleId, codes))
+      purchaseQueues.set(saleId, queue)
+    }
+    return queue(code)
   }
 
   async function status(): Promise<SaleStatus> {
@@ -253,6 +276,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   }
 
   async function forget(saleId: number): Promise<void> {
+    purchaseQueues.delete(saleId)
     await redis.srem(salesRegistryKey, saleId)
     ledger.untrack(saleId)
     await redis.del(...saleKeys(saleId))
