@@ -145,7 +145,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
    * One call per queue is in flight at a time and what arrives meanwhile forms the next batch: batches
    * grow with load, round trips do not.
    */
-  function batcher<Input, Output>(decideBatch: (inputs: Input[]) => Promise<Output[]>): (input: Input) => Promise<Output> {
+  function batcher<Input, Output>(decideBatch: (inputs: Input[]) => Promise<Output[]>, onIdle = () => {}): (input: Input) => Promise<Output> {
     type Waiting = { input: Input; resolve: (output: Output) => void; reject: (error: unknown) => void }
     let waiting: Waiting[] = []
     let deciding = false
@@ -161,6 +161,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
       } finally {
         deciding = false
         if (waiting.length > 0) flush()
+        else onIdle()
       }
     }
     return (input) =>
@@ -207,6 +208,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     throw new UnavailableError("the sale is being rebuilt; try again")
   }
 
+  /** One queue per sale with purchases waiting; a queue goes once idle, since clients name the sale in the code. */
   const purchaseQueues = new Map<number, (code: string) => Promise<PurchaseResult>>()
 
   function purchase(code: string): Promise<PurchaseResult> {
@@ -214,7 +216,10 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     if (saleId === undefined) return Promise.resolve({ ok: false, error: "code_not_found" })
     let queue = purchaseQueues.get(saleId)
     if (!queue) {
-      queue = batcher<string, PurchaseResult>((codes) => purchaseBatch(saleId, codes))
+      queue = batcher<string, PurchaseResult>(
+        (codes) => purchaseBatch(saleId, codes),
+        () => purchaseQueues.delete(saleId),
+      )
       purchaseQueues.set(saleId, queue)
     }
     return queue(code)
@@ -276,7 +281,6 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   }
 
   async function forget(saleId: number): Promise<void> {
-    purchaseQueues.delete(saleId)
     await redis.srem(salesRegistryKey, saleId)
     ledger.untrack(saleId)
     await redis.del(...saleKeys(saleId))
