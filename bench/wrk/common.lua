@@ -84,6 +84,25 @@ function M.strider(items, threads)
   end
 end
 
+-- A shopper for this thread: checks out the next item of its stride as a fresh user (prefix .. tid .. "-" .. n),
+-- and buys every code it gets before checking out again.
+function M.shopper(prefix)
+  local next_item = M.strider(tonumber(os.getenv("SALE_ITEMS") or "10000"), tonumber(os.getenv("WRK_THREADS") or "2"))
+  local codes, n = {}, 0
+  return {
+    request = function()
+      local code = table.remove(codes)
+      if code then return M.purchase(code) end
+      n = n + 1
+      return M.checkout(prefix .. tid .. "-" .. n, next_item())
+    end,
+    response = function(status, body)
+      local code = M.record(status, body)
+      if code then table.insert(codes, code) end
+    end,
+  }
+end
+
 function M.seed()
   math.randomseed(os.time() * 1000 + (tid or 0) * 7919 + tonumber(tostring({}):sub(8), 16) % 100000)
 end
