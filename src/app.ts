@@ -18,8 +18,12 @@ export type AppDeps = {
 
 const json = { "content-type": "application/json" }
 
-function fail(code: ErrorCode, message?: string, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(errorBody(code, message)), { status: codeToStatus[code], headers: { ...json, ...headers } })
+/** The error bodies with their default messages, serialised once: most answers in a rush are these. */
+const defaultBodies = Object.fromEntries(Object.keys(codeToStatus).map((code) => [code, JSON.stringify(errorBody(code as ErrorCode))])) as Record<ErrorCode, string>
+
+function fail(code: ErrorCode, message?: string, headers?: Record<string, string>): Response {
+  const body = message === undefined ? defaultBodies[code] : JSON.stringify(errorBody(code, message))
+  return new Response(body, { status: codeToStatus[code], headers: headers ? { ...json, ...headers } : json })
 }
 
 const iso = (ms: number) => new Date(ms).toISOString()
