@@ -13,6 +13,7 @@ import Redis from "ioredis"
 import postgres from "postgres"
 import { startPostgres, startRedis, until } from "../test/services"
 import { startServer, type ServerProcess } from "../test/process"
+import { logKey, saleKeys, salesRegistryKey, statsKey } from "../src/store/keys"
 
 const root = join(import.meta.dir, "..")
 const wrkDir = join(import.meta.dir, "wrk")
@@ -170,9 +171,10 @@ async function redisBackend(scenario: string, options: Options, redisUrl: string
     async live() {
       let sold = 0
       let heldPerUser = 0
-      for (const sale of await redis.smembers("flashsale:sales")) {
-        sold += Number((await redis.hget(`{sale:${sale}}:stats`, "sold")) ?? 0)
-        for (const n of await redis.hvals(`{sale:${sale}}:users`)) heldPerUser = Math.max(heldPerUser, Number(n))
+      for (const sale of (await redis.smembers(salesRegistryKey)).map(Number)) {
+        sold += Number((await redis.hget(statsKey(sale), "sold")) ?? 0)
+        const users = saleKeys(sale)[2]!
+        for (const n of await redis.hvals(users)) heldPerUser = Math.max(heldPerUser, Number(n))
       }
       return { sold, heldPerUser }
     },
@@ -250,9 +252,9 @@ async function runScenario(scenario: string, options: Options, binary: string, b
 
 /** Entries in every sale's log stream: decisions not yet in PostgreSQL. */
 async function streamBacklog(redis: Redis): Promise<number> {
-  const sales = await redis.smembers("flashsale:sales")
+  const sales = (await redis.smembers(salesRegistryKey)).map(Number)
   let total = 0
-  for (const sale of sales) total += await redis.xlen(`{sale:${sale}}:log`)
+  for (const sale of sales) total += await redis.xlen(logKey(sale))
   return total
 }
 

@@ -12,7 +12,7 @@
 import type Redis from "ioredis"
 import type { Sql } from "postgres"
 import { ensureSchema } from "./schema"
-import { ledgerGroup, salesRegistryKey } from "../store/keys"
+import { ledgerGroup, logKey, salesRegistryKey } from "../store/keys"
 
 type Entry = { key: string; saleId: number; id: string; fields: string[] }
 type StreamReply = [string, [string, string[]][]][] | null
@@ -30,6 +30,13 @@ export type LedgerWriterOptions = {
 }
 
 export type Backlog = { entries: number; oldestAgeMs: number }
+
+/** Creates the ledger's consumer group on a sale's stream (and the stream), from its first entry; already there is fine. */
+export async function ensureLedgerGroup(redis: Pick<Redis, "xgroup">, saleId: number): Promise<void> {
+  await redis.xgroup("CREATE", logKey(saleId), ledgerGroup, "0", "MKSTREAM").catch((error: Error) => {
+    if (!error.message.includes("BUSYGROUP")) throw error
+  })
+}
 
 export type LedgerWriter = {
   start(): void
@@ -67,9 +74,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
     salesReadAt = Date.now()
     for (const saleId of sales) {
       if (grouped.has(saleId)) continue
-      await redis.xgroup("CREATE", `{sale:${saleId}}:log`, ledgerGroup, "0", "MKSTREAM").catch((error: Error) => {
-        if (!error.message.includes("BUSYGROUP")) throw error
-      })
+      await ensureLedgerGroup(redis, saleId)
       grouped.add(saleId)
     }
     return sales
@@ -77,7 +82,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
 
   async function read(sales: number[], from: ">" | "0"): Promise<Entry[]> {
     const pipeline = redis.pipeline()
-    for (const saleId of sales) pipeline.xreadgroup("GROUP", ledgerGroup, consumer, "COUNT", batchSize, "STREAMS", `{sale:${saleId}}:log`, from)
+    for (const saleId of sales) pipeline.xreadgroup("GROUP", ledgerGroup, consumer, "COUNT", batchSize, "STREAMS", logKey(saleId), from)
     const replies = (await pipeline.exec()) ?? []
     const entries: Entry[] = []
     replies.forEach(([error, reply], index) => {
@@ -96,7 +101,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
   async function claim(sales: number[]): Promise<Entry[]> {
     const entries: Entry[] = []
     for (const saleId of sales) {
-      const key = `{sale:${saleId}}:log`
+      const key = logKey(saleId)
       const [, items] = (await redis.xautoclaim(key, ledgerGroup, consumer, claimIdleMs, "0-0", "COUNT", batchSize)) as [string, [string, string[]][]]
       for (const [id, fields] of items) entries.push({ key, saleId, id, fields: fields ?? [] })
     }
@@ -230,7 +235,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
     async backlog() {
       const sales = (await redis.smembers(salesRegistryKey)).map(Number)
       const pipeline = redis.pipeline()
-      for (const saleId of sales) pipeline.xlen(`{sale:${saleId}}:log`).xrange(`{sale:${saleId}}:log`, "-", "+", "COUNT", 1)
+      for (const saleId of sales) pipeline.xlen(logKey(saleId)).xrange(logKey(saleId), "-", "+", "COUNT", 1)
       const replies = (await pipeline.exec()) ?? []
       let entries = 0
       let oldest = Infinity

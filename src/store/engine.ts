@@ -11,8 +11,8 @@ import { UnavailableError } from "../errors"
 import { saleIdAt, salePurchasableUntilMs } from "../sale/clock"
 import { newCode, saleOfCode } from "../sale/codes"
 import { emptySnapshot, loadSale, type SaleSnapshot } from "../ledger/recovery"
-import type { LedgerWriter } from "../ledger/writer"
-import { ledgerGroup, logKey, saleKeys, salesRegistryKey, statsKey } from "./keys"
+import { ensureLedgerGroup, type LedgerWriter } from "../ledger/writer"
+import { logKey, saleKeys, salesRegistryKey, statsKey } from "./keys"
 import { registerScripts } from "./scripts"
 
 export type RedisEngineOptions = {
@@ -90,9 +90,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   }
 
   async function register(saleId: number): Promise<void> {
-    await redis.xgroup("CREATE", logKey(saleId), ledgerGroup, "0", "MKSTREAM").catch((error: Error) => {
-      if (!error.message.includes("BUSYGROUP")) throw error
-    })
+    await ensureLedgerGroup(redis, saleId)
     await redis.sadd(salesRegistryKey, saleId)
     ledger.track(saleId)
   }
