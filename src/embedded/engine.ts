@@ -6,7 +6,7 @@
  * client saw therefore survives kill -9, and the cost per request stays small.
  */
 import type { Config } from "../config"
-import type { CheckoutResult, Engine, Health, PurchaseResult, SaleStatus } from "../sale/engine"
+import { checkoutErrors, purchaseErrors, type CheckoutResult, type Engine, type Health, type PurchaseResult, type SaleStatus } from "../sale/engine"
 import { UnavailableError } from "../errors"
 import { saleIdAt, salePurchasableUntilMs } from "../sale/clock"
 import { newCode as randomCode, saleOfCode } from "../sale/codes"
@@ -31,8 +31,6 @@ export type EmbeddedEngine = Engine & {
   close(): void
 }
 
-const checkoutErrors = { [-1]: "unknown_item", [-2]: "sold_out", [-3]: "item_sold", [-4]: "item_reserved", [-5]: "user_limit" } as const
-const purchaseErrors = { [-6]: "code_not_found", [-7]: "code_used" } as const
 
 export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEngine {
   const { store, config, now = Date.now, retentionMs = 24 * 3600_000, onFatal = () => {}, log = console.log } = options

@@ -1,6 +1,10 @@
 /** What the HTTP layer needs from a sale engine. Expected outcomes are values; only "cannot decide now" throws (UnavailableError). */
 import type { ErrorCode } from "../errors"
 
+/** The rejections as both engines number them (see lua/checkout.lua and lua/purchase.lua). */
+export const checkoutErrors = { [-1]: "unknown_item", [-2]: "sold_out", [-3]: "item_sold", [-4]: "item_reserved", [-5]: "user_limit" } as const
+export const purchaseErrors = { [-6]: "code_not_found", [-7]: "code_used" } as const
+
 export type CheckoutResult =
   | { ok: true; repeated: boolean; code: string; saleId: number; itemId: number; expiresAt: number }
   | { ok: false; error: Extract<ErrorCode, "unknown_item" | "sold_out" | "item_sold" | "item_reserved" | "user_limit"> }

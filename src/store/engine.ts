@@ -6,7 +6,7 @@
 import type Redis from "ioredis"
 import type { Sql } from "postgres"
 import type { Config } from "../config"
-import type { CheckoutResult, Engine, Health, PurchaseResult, SaleStatus } from "../sale/engine"
+import { checkoutErrors, purchaseErrors, type CheckoutResult, type Engine, type Health, type PurchaseResult, type SaleStatus } from "../sale/engine"
 import { UnavailableError } from "../errors"
 import { saleIdAt, salePurchasableUntilMs } from "../sale/clock"
 import { newCode, saleOfCode } from "../sale/codes"
@@ -37,8 +37,6 @@ export type RedisEngine = Engine & {
   stopMaintenance(): void
 }
 
-const checkoutErrors = { [-1]: "unknown_item", [-2]: "sold_out", [-3]: "item_sold", [-4]: "item_reserved", [-5]: "user_limit" } as const
-const purchaseErrors = { [-6]: "code_not_found", [-7]: "code_used" } as const
 const WRONG_SALE = -10
 const NOT_READY = -11
 const attempts = 4
