@@ -11,9 +11,11 @@ import { join } from "node:path"
 import { tmpdir } from "node:os"
 import Redis from "ioredis"
 import postgres from "postgres"
-import { startPostgres, startRedis, until } from "../test/services"
-import { startServer, type ServerProcess } from "../test/process"
-import { logKey, saleKeys, salesRegistryKey, statsKey } from "../src/store/keys"
+import { startPostgres, startRedis, until, type PostgresServer, type RedisServer } from "../test/support/services"
+import { startServer, type ServerProcess } from "../test/support/process"
+import { saleRegistryKey, statsKey, usersKey } from "../src/redis/keys"
+import { journalBacklog } from "../src/redis/journal"
+import { cpuMeter } from "./cpu"
 
 const root = join(import.meta.dir, "..")
 const wrkDir = join(import.meta.dir, "wrk")
@@ -111,29 +113,32 @@ async function main() {
 
   try {
     const hello = await startServer({}, ["bun", join(import.meta.dir, "hello.ts")])
+    const helloCpu = cpuMeter({ server: [hello.proc.pid] })
     const baseline = await wrk("hello.lua", hello.base, options.duration, options.connections, options.threads)
+    const baselineCpu = helloCpu(baseline.requests)
     await hello.stop()
-    console.log(`hello-world baseline: ${Math.round(baseline.rps)} req/s, p99 ${baseline.p99_ms} ms`)
+    console.log(`hello-world baseline: ${Math.round(baseline.rps)} req/s, p99 ${baseline.p99_ms} ms, ${baselineCpu.total} us CPU/request`)
 
     const rows: Record<string, unknown>[] = []
     let violations = 0
     for (const engine of options.engines) {
       for (const scenario of options.scenarios) {
         if (engine === "embedded" && scenario === "instances") continue // one process owns the SQLite file
-        const backend = engine === "redis" ? await redisBackend(scenario, options, redisServer.url, pgServer.url, redis, admin) : embeddedBackend(options)
+        const backend = engine === "redis" ? await redisBackend(scenario, options, redisServer, pgServer, redis, admin) : embeddedBackend(options)
         const result = await runScenario(scenario, options, binary, backend).finally(() => backend.close())
         const ratio = result.wrk.rps / baseline.rps
+        const cpuRatio = result.cpu_us.total! / baselineCpu.total!
         violations += result.violations.length
-        rows.push({ engine, scenario, ...result, ratio })
-        console.log(`${engine} ${scenario}: ${Math.round(result.wrk.rps)} req/s (${ratio.toFixed(2)} x hello), p99 ${result.wrk.p99_ms} ms, ${result.violations.length ? `VIOLATIONS: ${result.violations.join("; ")}` : "verified"}`)
+        rows.push({ engine, scenario, ...result, ratio, cpu_ratio: cpuRatio })
+        console.log(`${engine} ${scenario}: ${Math.round(result.wrk.rps)} req/s (${ratio.toFixed(2)} x hello), CPU/request ${JSON.stringify(result.cpu_us)} us (${cpuRatio.toFixed(1)} x hello), p99 ${result.wrk.p99_ms} ms, ${result.violations.length ? `VIOLATIONS: ${result.violations.join("; ")}` : "verified"}`)
       }
     }
 
-    printTable(baseline, rows)
+    printTable(baseline, baselineCpu, rows)
     const dir = join(import.meta.dir, "results")
     mkdirSync(dir, { recursive: true })
     const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, "-")}.json`)
-    writeFileSync(file, JSON.stringify({ options, machine: { cpus: navigator.hardwareConcurrency, bun: Bun.version }, baseline, scenarios: rows }, null, 2))
+    writeFileSync(file, JSON.stringify({ options, machine: { cpus: navigator.hardwareConcurrency, bun: Bun.version }, baseline, baseline_cpu_us: baselineCpu, scenarios: rows }, null, 2))
     console.log(`\nresults: ${file}`)
     if (violations > 0) {
       console.error(`\n${violations} INVARIANT VIOLATION(S): see above`)
@@ -144,11 +149,13 @@ async function main() {
   }
 }
 
-type ScenarioResult = { wrk: WrkResult; violations: string[]; drain_ms: number; extra: Record<string, unknown> }
+type ScenarioResult = { wrk: WrkResult; cpu_us: Record<string, number>; violations: string[]; drain_ms: number; extra: Record<string, unknown> }
 
 /** Where an engine keeps things, for one scenario: the server's environment, its durable rows, its backlog. */
 type Backend = {
   env: Record<string, string>
+  /** The service processes whose CPU counts toward each request, beside the server's. */
+  services: Record<string, number[]>
   /** Rows of the durable store (portable SQL). */
   query(text: string): Promise<Record<string, any>[]>
   /** Decisions not yet in the durable store. */
@@ -158,7 +165,9 @@ type Backend = {
   close(): Promise<void>
 }
 
-async function redisBackend(scenario: string, options: Options, redisUrl: string, pgUrl: string, redis: Redis, admin: postgres.Sql): Promise<Backend> {
+async function redisBackend(scenario: string, options: Options, redisServer: RedisServer, pgServer: PostgresServer, redis: Redis, admin: postgres.Sql): Promise<Backend> {
+  const redisUrl = redisServer.url
+  const pgUrl = pgServer.url
   await redis.flushall()
   const db = `bench_${scenario}_${Date.now()}`
   await admin.unsafe(`create database ${db}`)
@@ -166,15 +175,15 @@ async function redisBackend(scenario: string, options: Options, redisUrl: string
   const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} })
   return {
     env: { REDIS_URL: `${redisUrl}/0`, DATABASE_URL: databaseUrl },
+    services: { redis: [redisServer.pid()!], postgres: [pgServer.pid()!] },
     query: (text) => sql.unsafe(text) as Promise<Record<string, any>[]>,
-    backlog: () => streamBacklog(redis),
+    backlog: async () => (await journalBacklog(redis)).entries,
     async live() {
       let sold = 0
       let heldPerUser = 0
-      for (const sale of (await redis.smembers(salesRegistryKey)).map(Number)) {
+      for (const sale of (await redis.smembers(saleRegistryKey)).map(Number)) {
         sold += Number((await redis.hget(statsKey(sale), "sold")) ?? 0)
-        const users = saleKeys(sale)[2]!
-        for (const n of await redis.hvals(users)) heldPerUser = Math.max(heldPerUser, Number(n))
+        for (const n of await redis.hvals(usersKey(sale))) heldPerUser = Math.max(heldPerUser, Number(n))
       }
       return { sold, heldPerUser }
     },
@@ -189,6 +198,7 @@ function embeddedBackend(options: Options): Backend {
   return {
     // Empty URLs count as unset, whatever the calling shell has.
     env: { DATA_DIR: dir, REDIS_URL: "", DATABASE_URL: "" },
+    services: {},
     query: async (text) => open().query(text).all() as Record<string, any>[],
     // Every answer waits for its commit: there is never a backlog.
     backlog: async () => 0,
@@ -207,9 +217,12 @@ async function runScenario(scenario: string, options: Options, binary: string, b
   const extra: Record<string, unknown> = {}
   const wrkEnv = { SALE_ITEMS: String(options.items) }
   let result: WrkResult
+  const meter = () => cpuMeter({ server: servers.map((s) => s.proc.pid), ...backend.services })
+  let cpu = meter()
   try {
     if (scenario === "purchase_storm") {
       const codes = await holdAll(servers[0]!.base, options.items)
+      cpu = meter()
       const file = join(tmpdir(), `storm-${Date.now()}.codes`)
       writeFileSync(file, codes.join("\n") + "\n")
       extra.codes = codes.length
@@ -243,19 +256,12 @@ async function runScenario(scenario: string, options: Options, binary: string, b
     const stopped = performance.now()
     await until("the ledger backlog to drain", async () => (await backend.backlog()) === 0, 120_000)
     const drain_ms = Math.round(performance.now() - stopped)
+    const cpu_us = cpu(result.requests)
     const violations = await verify(scenario, options, result, backend, extra)
-    return { wrk: result, violations, drain_ms, extra }
+    return { wrk: result, cpu_us, violations, drain_ms, extra }
   } finally {
     for (const server of servers) await server.stop()
   }
-}
-
-/** Entries in every sale's log stream: decisions not yet in PostgreSQL. */
-async function streamBacklog(redis: Redis): Promise<number> {
-  const sales = (await redis.smembers(salesRegistryKey)).map(Number)
-  let total = 0
-  for (const sale of sales) total += await redis.xlen(logKey(sale))
-  return total
 }
 
 /** Holds every item once (one fresh user per item) and returns the codes, for the purchase storm. */
@@ -314,8 +320,8 @@ async function verify(scenario: string, options: Options, result: WrkResult, bac
   return violations
 }
 
-function printTable(baseline: WrkResult, rows: Record<string, any>[]) {
-  const header = ["engine", "scenario", "req/s", "x hello", "p50 ms", "p99 ms", "answers (ok / rejected)", "drain ms", "notes", "verified"]
+function printTable(baseline: WrkResult, baselineCpu: Record<string, number>, rows: Record<string, any>[]) {
+  const header = ["engine", "scenario", "req/s", "x hello", "CPU us/req (server+redis+pg)", "x hello CPU", "p50 ms", "p99 ms", "answers (ok / rejected)", "drain ms", "notes", "verified"]
   const lines = rows.map((r) => {
     const counts = r.wrk.counts as Record<string, number>
     const ok = Object.entries(counts).filter(([k]) => k.endsWith(":ok")).reduce((a, [, v]) => a + v, 0)
@@ -323,9 +329,11 @@ function printTable(baseline: WrkResult, rows: Record<string, any>[]) {
     const notes: string[] = []
     if (r.extra.sellout_seconds !== undefined) notes.push(`10,000 sold in ${r.extra.sellout_seconds} s (${r.extra.purchases_per_second} purchases/s)`)
     if (r.extra.rss_mb) notes.push(`RSS MB first/10s/last/max ${r.extra.rss_mb.first}/${r.extra.rss_mb.at_10s}/${r.extra.rss_mb.last}/${r.extra.rss_mb.max}, backlog max ${r.extra.backlog_max}`)
-    return [r.engine, r.scenario, Math.round(r.wrk.rps), r.ratio.toFixed(2), r.wrk.p50_ms.toFixed(2), r.wrk.p99_ms.toFixed(2), `${ok} / ${answered - ok}`, r.drain_ms, notes.join("; "), r.violations.length ? "NO" : "yes"].map(String)
+    const c = r.cpu_us as Record<string, number>
+    const parts = [c.server, c.redis, c.postgres].filter((v) => v !== undefined).join("+")
+    return [r.engine, r.scenario, Math.round(r.wrk.rps), r.ratio.toFixed(2), `${c.total} (${parts})`, r.cpu_ratio.toFixed(1), r.wrk.p50_ms.toFixed(2), r.wrk.p99_ms.toFixed(2), `${ok} / ${answered - ok}`, r.drain_ms, notes.join("; "), r.violations.length ? "NO" : "yes"].map(String)
   })
-  const all = [header, ["", "hello-world", String(Math.round(baseline.rps)), "1.00", baseline.p50_ms.toFixed(2), baseline.p99_ms.toFixed(2), "", "", "", ""], ...lines]
+  const all = [header, ["", "hello-world", String(Math.round(baseline.rps)), "1.00", String(baselineCpu.total), "1.0", baseline.p50_ms.toFixed(2), baseline.p99_ms.toFixed(2), "", "", "", ""], ...lines]
   const widths = header.map((_, i) => Math.max(...all.map((l) => l[i]!.length)))
   console.log("")
   for (const [i, line] of all.entries()) {

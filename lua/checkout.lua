@@ -4,7 +4,7 @@
   The server sends the checkouts that arrive together in one call; each is
   decided exactly as if it had been sent alone, in the order given.
 
-  KEYS[1..6] the sale's keys, as listed in sweep.lua
+  KEYS[1..6] the sale's keys, as listed in prelude.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the caller believes is current (KEYS belong to it)
   ARGV[3] period_ms   length of a sale in ms
@@ -27,12 +27,12 @@
     {-11}                    not_ready: the sale is not initialised; rebuild it, then call again
   Every decided request is appended to the log stream and counted in stats.
 ]]
-local now = clock(ARGV[1])
-local saleId, periodMs = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, saleId, periodMs = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local saleItems, userLimit, holdMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local firstRequest = 7
 local current = math.floor(now / periodMs)
 if current ~= saleId then return {-10, ms(current)} end
-local stats = rcall('HMGET', KEYS[5], 'sold', 'next_exp')
+local stats = rcall('HMGET', statsKey, 'sold', 'next_exp')
 if not stats[1] then return {-11} end
 
 local sold = tonumber(stats[1])
@@ -41,7 +41,7 @@ local nowText, expires = ms(now), now + holdMs
 local expiresText = ms(expires)
 local out, accepted, rejected, granted = {0, now}, 0, 0, 0
 
-for i = 7, #ARGV, 3 do
+for i = firstRequest, #ARGV, 3 do
   local item, user, newCode = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
   local status, outcome, code, expiry = 0, 'reserved', '', ''
   if item < 1 or item > saleItems then
@@ -49,7 +49,7 @@ for i = 7, #ARGV, 3 do
   elseif sold >= saleItems then
     status, outcome = -2, 'sold_out'
   else
-    local state = rcall('HGET', KEYS[1], item)
+    local state = rcall('HGET', itemsKey, item)
     if state then
       if string.sub(state, 1, 1) == 's' then
         status, outcome = -3, 'item_sold'
@@ -61,28 +61,28 @@ for i = 7, #ARGV, 3 do
           status, outcome = -4, 'item_reserved'
         end
       end
-    elseif tonumber(rcall('HGET', KEYS[3], user) or '0') >= userLimit then
+    elseif tonumber(rcall('HGET', usersKey, user) or '0') >= userLimit then
       status, outcome = -5, 'user_limit'
     else
       code, expiry = newCode, expiresText
-      rcall('HSET', KEYS[1], item, 'h|' .. expiresText .. '|' .. user .. '|' .. code)
-      rcall('HSET', KEYS[2], code, 'h|' .. item .. '|' .. expiresText .. '|' .. user)
-      rcall('ZADD', KEYS[4], expiresText, code)
-      rcall('HINCRBY', KEYS[3], user, 1)
+      rcall('HSET', itemsKey, item, 'h|' .. expiresText .. '|' .. user .. '|' .. code)
+      rcall('HSET', codesKey, code, 'h|' .. item .. '|' .. expiresText .. '|' .. user)
+      rcall('ZADD', expKey, expiresText, code)
+      rcall('HINCRBY', usersKey, user, 1)
       granted = granted + 1
     end
   end
   if status >= 0 then accepted = accepted + 1 else rejected = rejected + 1 end
-  rcall('XADD', KEYS[6], '*', 'e', 'c', 'u', user, 'i', ms(item), 'o', outcome, 'k', code, 'x', expiry, 't', nowText)
+  rcall('XADD', logKey, '*', 'e', 'c', 'u', user, 'i', ms(item), 'o', outcome, 'k', code, 'x', expiry, 't', nowText)
   out[#out + 1] = status
   out[#out + 1] = code
   out[#out + 1] = tonumber(expiry) or 0
 end
 
-if accepted > 0 then rcall('HINCRBY', KEYS[5], 'c_ok', accepted) end
-if rejected > 0 then rcall('HINCRBY', KEYS[5], 'c_rej', rejected) end
+if accepted > 0 then rcall('HINCRBY', statsKey, 'c_ok', accepted) end
+if rejected > 0 then rcall('HINCRBY', statsKey, 'c_rej', rejected) end
 if granted > 0 then
-  rcall('HINCRBY', KEYS[5], 'held', granted)
-  if nextExp == 0 then rcall('HSET', KEYS[5], 'next_exp', expiresText) end
+  rcall('HINCRBY', statsKey, 'held', granted)
+  if nextExp == 0 then rcall('HSET', statsKey, 'next_exp', expiresText) end
 end
 return out

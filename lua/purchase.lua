@@ -4,7 +4,7 @@
   The server sends the purchases of one sale that arrive together in one call;
   each is decided exactly as if it had been sent alone, in the order given.
 
-  KEYS[1..6] the keys of the sale the codes were issued in, as listed in sweep.lua
+  KEYS[1..6] the keys of the sale the codes were issued in, as listed in prelude.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale named in the codes
   ARGV[3] period_ms   length of a sale in ms
@@ -24,11 +24,11 @@
   stats.next_exp stays a lower bound when a hold leaves by purchase, so it is not updated.
   Decided outcomes are appended to the log stream and counted in stats.
 ]]
-local saleId, periodMs, holdMs = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-
-local now = clock(ARGV[1])
+local now, saleId, periodMs = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local holdMs = tonumber(ARGV[4])
+local firstCode = 5
 if saleId > math.floor(now / periodMs) then return {-6} end
-local stats = rcall('HMGET', KEYS[5], 'sold', 'next_exp')
+local stats = rcall('HMGET', statsKey, 'sold', 'next_exp')
 if not stats[1] then
   if now < (saleId + 1) * periodMs + holdMs then return {-11} end
   return {-6}
@@ -37,10 +37,10 @@ sweep(now, tonumber(stats[2]))
 
 local nowText = ms(now)
 local out, bought, rejected = {0, now}, 0, 0
-for i = 5, #ARGV do
+for i = firstCode, #ARGV do
   local code = ARGV[i]
   local status, outcome, item, user = -6, 'code_not_found', nil, nil
-  local state = rcall('HGET', KEYS[2], code)
+  local state = rcall('HGET', codesKey, code)
   if state then
     local kind
     kind, item, user = string.match(state, '^(%a)|(%d+)|%d+|(.+)$')
@@ -48,22 +48,22 @@ for i = 5, #ARGV do
       status, outcome = -7, 'code_used'
     else
       status, outcome = 0, 'purchased'
-      rcall('HSET', KEYS[2], code, 'p|' .. item .. '|' .. nowText .. '|' .. user)
-      rcall('HSET', KEYS[1], item, 's|' .. user .. '|' .. code)
-      rcall('ZREM', KEYS[4], code)
+      rcall('HSET', codesKey, code, 'p|' .. item .. '|' .. nowText .. '|' .. user)
+      rcall('HSET', itemsKey, item, 's|' .. user .. '|' .. code)
+      rcall('ZREM', expKey, code)
     end
   end
   if status == 0 then bought = bought + 1 else rejected = rejected + 1 end
-  rcall('XADD', KEYS[6], '*', 'e', 'p', 'k', code, 'o', outcome, 'u', user or '', 'i', item or '', 't', nowText)
+  rcall('XADD', logKey, '*', 'e', 'p', 'k', code, 'o', outcome, 'u', user or '', 'i', item or '', 't', nowText)
   out[#out + 1] = status
   out[#out + 1] = tonumber(item) or 0
   out[#out + 1] = user or ''
 end
 
 if bought > 0 then
-  rcall('HINCRBY', KEYS[5], 'held', -bought)
-  rcall('HINCRBY', KEYS[5], 'sold', bought)
-  rcall('HINCRBY', KEYS[5], 'p_ok', bought)
+  rcall('HINCRBY', statsKey, 'held', -bought)
+  rcall('HINCRBY', statsKey, 'sold', bought)
+  rcall('HINCRBY', statsKey, 'p_ok', bought)
 end
-if rejected > 0 then rcall('HINCRBY', KEYS[5], 'p_rej', rejected) end
+if rejected > 0 then rcall('HINCRBY', statsKey, 'p_rej', rejected) end
 return out

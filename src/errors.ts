@@ -1,20 +1,20 @@
-/** The closed set of error codes the API answers with, one HTTP status each. */
-export const codeToStatus = {
+/** The closed set of error codes the API answers with, one HTTP status each: the decisions' refusals and the request's own. */
+import { outcomes, type Rejection } from "./sale/outcomes"
+
+const requestErrors = {
   invalid_request: 400,
-  unknown_item: 404,
-  code_not_found: 404,
   not_found: 404,
   method_not_allowed: 405,
-  sold_out: 409,
-  item_sold: 409,
-  item_reserved: 409,
-  code_used: 409,
-  user_limit: 429,
   internal: 500,
   unavailable: 503,
 } as const
 
-export type ErrorCode = keyof typeof codeToStatus
+export type ErrorCode = Rejection | keyof typeof requestErrors
+
+export const codeToStatus = Object.fromEntries([
+  ...Object.entries(outcomes).filter(([, o]) => o.status !== 200).map(([code, o]) => [code, o.status]),
+  ...Object.entries(requestErrors),
+]) as Record<ErrorCode, number>
 
 export const defaultMessages: Record<ErrorCode, string> = {
   invalid_request: "A parameter is missing or malformed.",
@@ -35,14 +35,4 @@ export type ErrorBody = { error: ErrorCode; message: string }
 
 export function errorBody(code: ErrorCode, message = defaultMessages[code]): ErrorBody {
   return { error: code, message }
-}
-
-/** Thrown when the backend cannot decide (Redis unreachable, state being rebuilt). Maps to 503. */
-export class UnavailableError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterSeconds = 1,
-  ) {
-    super(message)
-  }
 }

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { isolated, scalar } from "./services"
-import { request, startServer, type ServerProcess } from "./process"
+import { isolated, scalar } from "./support/services"
+import { request, startServer, type ServerProcess } from "./support/process"
 
 const dir = mkdtempSync(join(tmpdir(), "fs-bin-"))
 const binary = join(dir, "flashsale")

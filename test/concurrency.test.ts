@@ -1,6 +1,6 @@
 /** The sale's invariants under real concurrency: hundreds of requests in flight through HTTP, against real Redis and PostgreSQL. */
 import { afterEach, beforeAll, describe, expect, test } from "bun:test"
-import { engines, harness, inFlight, serve, tally, type EngineKind, type Harness } from "./harness"
+import { engines, harness, inFlight, serve, tally, type EngineKind, type Harness } from "./support/harness"
 
 let open: { h: Harness; server: ReturnType<typeof serve> }[] = []
 let kind: EngineKind = "redis"

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import fc from "fast-check"
-import { harness, type Harness } from "./harness"
+import { harness, type Harness } from "./support/harness"
 import type { Engine } from "../src/sale/engine"
 
 const config = { saleItems: 3, userLimit: 2, salePeriodSeconds: 60, holdSeconds: 10 }

@@ -7,9 +7,9 @@ import { Database } from "bun:sqlite"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { isolated, scalar, startPostgres, startRedis, until } from "./services"
-import { request, startServer, type ServerProcess } from "./process"
-import { inFlight, tally } from "./harness"
+import { isolated, scalar, startPostgres, startRedis, until } from "./support/services"
+import { request, startServer, type ServerProcess } from "./support/process"
+import { inFlight, tally } from "./support/harness"
 
 const cleanups: (() => Promise<unknown>)[] = []
 afterEach(async () => {

@@ -1,6 +1,6 @@
 /** The HTTP contract: statuses, bodies, validation, idempotency, status, health and the OpenAPI document. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { engines, harness, type Harness } from "./harness"
+import { engines, harness, type Harness } from "./support/harness"
 import { codeToStatus } from "../src/errors"
 
 for (const engine of engines) describe(`${engine} engine`, () => {

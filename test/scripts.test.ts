@@ -1,9 +1,9 @@
 /** Every outcome of every Lua script, against real Redis, with the clock passed in. */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test"
 import type Redis from "ioredis"
-import { isolated } from "./services"
-import { registerScripts, type Scripts } from "../src/store/scripts"
-import { saleKeys } from "../src/store/keys"
+import { isolated } from "./support/services"
+import { registerScripts, type Scripts } from "../src/redis/scripts"
+import { saleKeys } from "../src/redis/keys"
 
 const period = 60_000
 const hold = 5_000
@@ -17,7 +17,7 @@ let env: Awaited<ReturnType<typeof isolated>>
 let redis: Redis
 let scripts: Scripts
 
-const init = (at = t0, saleId = sale, mode = "rebuild", rest: (string | number)[] = [0, 0, 0, 0, 0, 0]) => scripts.initSale(saleKeys(saleId), [at, period, saleId, mode, ...rest])
+const init = (at = t0, saleId = sale, mode = "rebuild", rest: (string | number)[] = [0, 0, 0, 0, 0, 0]) => scripts.initSale(saleKeys(saleId), [at, saleId, period, mode, ...rest])
 /** Several checkouts in one call: {0, now, then status, code, expiry per request}. */
 const batch = (requests: [string, number, string][], at = t0, saleId = sale) =>
   scripts.checkout(saleKeys(saleId), [at, saleId, period, items, limit, hold, ...requests.flatMap(([user, item, code]) => [item, user, code])])

@@ -6,11 +6,11 @@
  * client saw therefore survives kill -9, and the cost per request stays small.
  */
 import type { Config } from "../config"
-import { checkoutErrors, purchaseErrors, type CheckoutResult, type Engine, type Health, type PurchaseResult, type SaleStatus } from "../sale/engine"
-import { UnavailableError } from "../errors"
-import { saleIdAt, salePurchasableUntilMs } from "../sale/clock"
+import { UnavailableError, type CheckoutResult, type Engine, type Health, type PurchaseResult, type SaleStatus } from "../sale/engine"
+import { defaultRetentionMs, saleForgottenAtMs, saleIdAt, salePurchasableUntilMs } from "../sale/clock"
 import { newCode as randomCode, saleOfCode } from "../sale/codes"
-import * as rules from "./rules"
+import type { DecisionRecord } from "../sale/records"
+import * as rules from "../sale/rules"
 import type { Store } from "./sqlite"
 
 export type EmbeddedEngineOptions = {
@@ -33,19 +33,19 @@ export type EmbeddedEngine = Engine & {
 
 
 export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEngine {
-  const { store, config, now = Date.now, retentionMs = 24 * 3600_000, onFatal = () => {}, log = console.log } = options
+  const { store, config, now = Date.now, retentionMs = defaultRetentionMs, onFatal = () => {}, log = console.log } = options
   const periodMs = config.salePeriodSeconds * 1000
   const holdMs = config.holdSeconds * 1000
   const limits = { saleItems: config.saleItems, userLimit: config.userLimit, holdMs }
   const sales = new Map<number, rules.SaleState>()
   let failed: Error | undefined
-  let pending: { row: rules.Row; settle: () => void; fail: (error: Error) => void }[] = []
+  let pending: { record: DecisionRecord; settle: () => void; fail: (error: Error) => void }[] = []
   let timer: ReturnType<typeof setInterval> | undefined
 
   function saleState(saleId: number, at: number): rules.SaleState {
     let sale = sales.get(saleId)
     if (!sale) {
-      sale = store.load(saleId, at)
+      sale = rules.restoreSale(saleId, store.load(saleId, at))
       sales.set(saleId, sale)
     }
     return sale
@@ -56,7 +56,7 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     pending = []
     if (batch.length === 0) return
     try {
-      store.write(batch.map((p) => p.row))
+      store.write(batch.map((p) => p.record))
     } catch (error) {
       failed = error as Error
       log(`embedded: cannot write to SQLite (${failed.message}); refusing to decide until restarted`)
@@ -67,10 +67,10 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     for (const p of batch) p.settle()
   }
 
-  /** Resolves with `value` once `row` is committed. */
-  function kept<T>(row: rules.Row, value: T): Promise<T> {
+  /** Resolves with `value` once `record` is committed. */
+  function kept<T>(record: DecisionRecord, value: T): Promise<T> {
     return new Promise((resolve, reject) => {
-      if (pending.push({ row, settle: () => resolve(value), fail: reject }) === 1) setImmediate(commit)
+      if (pending.push({ record, settle: () => resolve(value), fail: reject }) === 1) setImmediate(commit)
     })
   }
 
@@ -83,11 +83,12 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     const at = now()
     const saleId = saleIdAt(at, periodMs)
     const decision = rules.checkout(saleState(saleId, at), at, itemId, userId, randomCode(saleId), limits)
+    const { outcome } = decision
     const result: CheckoutResult =
-      decision.status >= 0
-        ? { ok: true, repeated: decision.status === 1, code: decision.code, saleId, itemId, expiresAt: decision.expiresAt }
-        : { ok: false, error: checkoutErrors[decision.status as keyof typeof checkoutErrors] }
-    return kept(decision.row, result)
+      outcome === "reserved" || outcome === "repeated"
+        ? { ok: true, repeated: outcome === "repeated", code: decision.code, saleId, itemId, expiresAt: decision.expiresAt }
+        : { ok: false, error: outcome }
+    return kept(decision.record, result)
   }
 
   async function purchase(code: string): Promise<PurchaseResult> {
@@ -97,15 +98,14 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     // As lua/purchase.lua: a sale that has not started, or one forgotten and past buying, decides nothing.
     if (saleId === undefined || saleId > saleIdAt(at, periodMs)) return { ok: false, error: "code_not_found" }
     if (!sales.has(saleId) && at >= salePurchasableUntilMs(saleId, periodMs, holdMs)) {
-      const forgotten = at >= salePurchasableUntilMs(saleId, periodMs, holdMs) + retentionMs
+      const forgotten = at >= saleForgottenAtMs(saleId, periodMs, holdMs, retentionMs)
       if (forgotten || !store.known(saleId)) return { ok: false, error: "code_not_found" }
     }
     const decision = rules.purchase(saleState(saleId, at), at, code)
+    const { outcome } = decision
     const result: PurchaseResult =
-      decision.status === 0
-        ? { ok: true, saleId, userId: decision.userId, itemId: decision.itemId, purchasedAt: decision.at }
-        : { ok: false, error: purchaseErrors[decision.status] }
-    return kept(decision.row, result)
+      outcome === "purchased" ? { ok: true, saleId, userId: decision.userId, itemId: decision.itemId, purchasedAt: decision.at } : { ok: false, error: outcome }
+    return kept(decision.record, result)
   }
 
   async function status(): Promise<SaleStatus> {
@@ -135,7 +135,7 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     const current = saleIdAt(at, periodMs)
     for (const [saleId, sale] of sales) {
       rules.sweep(sale, at)
-      if (saleId < current && salePurchasableUntilMs(saleId, periodMs, holdMs) + retentionMs < at) sales.delete(saleId)
+      if (saleId < current && saleForgottenAtMs(saleId, periodMs, holdMs, retentionMs) < at) sales.delete(saleId)
     }
   }
 

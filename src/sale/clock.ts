@@ -8,3 +8,9 @@ export const saleEndMs = (saleId: number, periodMs: number) => (saleId + 1) * pe
 
 /** The last moment a hold of this sale can still be purchased: a hold granted just before the end lives on. */
 export const salePurchasableUntilMs = (saleId: number, periodMs: number, holdMs: number) => saleEndMs(saleId, periodMs) + holdMs
+
+/** How long a past sale is kept live (in Redis, or in the embedded engine's memory) after its last hold could be bought. */
+export const defaultRetentionMs = 24 * 3600_000
+
+/** The retention rule: from this moment a sale is forgotten, and its codes answer code_not_found rather than code_used. */
+export const saleForgottenAtMs = (saleId: number, periodMs: number, holdMs: number, retentionMs: number) => salePurchasableUntilMs(saleId, periodMs, holdMs) + retentionMs

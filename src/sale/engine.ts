@@ -1,17 +1,13 @@
 /** What the HTTP layer needs from a sale engine. Expected outcomes are values; only "cannot decide now" throws (UnavailableError). */
-import type { ErrorCode } from "../errors"
-
-/** The rejections as both engines number them (see lua/checkout.lua and lua/purchase.lua). */
-export const checkoutErrors = { [-1]: "unknown_item", [-2]: "sold_out", [-3]: "item_sold", [-4]: "item_reserved", [-5]: "user_limit" } as const
-export const purchaseErrors = { [-6]: "code_not_found", [-7]: "code_used" } as const
+import type { CheckoutOutcome, PurchaseOutcome } from "./outcomes"
 
 export type CheckoutResult =
   | { ok: true; repeated: boolean; code: string; saleId: number; itemId: number; expiresAt: number }
-  | { ok: false; error: Extract<ErrorCode, "unknown_item" | "sold_out" | "item_sold" | "item_reserved" | "user_limit"> }
+  | { ok: false; error: Exclude<CheckoutOutcome, "reserved" | "repeated"> }
 
 export type PurchaseResult =
   | { ok: true; saleId: number; userId: string; itemId: number; purchasedAt: number }
-  | { ok: false; error: Extract<ErrorCode, "code_not_found" | "code_used"> }
+  | { ok: false; error: Exclude<PurchaseOutcome, "purchased"> }
 
 export type SaleStatus = {
   saleId: number
@@ -34,4 +30,14 @@ export type Engine = {
   purchase(code: string): Promise<PurchaseResult>
   status(): Promise<SaleStatus>
   health(): Promise<Health>
+}
+
+/** Thrown when the engine cannot decide (Redis unreachable, state being rebuilt). Answered 503 with Retry-After. */
+export class UnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = 1,
+  ) {
+    super(message)
+  }
 }

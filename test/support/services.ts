@@ -33,7 +33,7 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
 
 const isRoot = process.getuid?.() === 0
 
-export type RedisServer = { url: string; port: number; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> }
+export type RedisServer = { url: string; port: number; pid(): number | undefined; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> }
 
 /** Starts redis-server on a free port; start() after kill() brings it back on the same port, empty. */
 export async function startRedis(): Promise<RedisServer> {
@@ -59,6 +59,7 @@ export async function startRedis(): Promise<RedisServer> {
   return {
     url,
     port,
+    pid: () => proc?.pid,
     start,
     kill,
     async stop() {
@@ -79,7 +80,7 @@ function postgresBin(): string {
   throw new Error("PostgreSQL server binaries not found: install postgresql (apt-get install postgresql)")
 }
 
-export type PostgresServer = { url: string; stop(): Promise<void>; halt(): Promise<void>; start(): Promise<void> }
+export type PostgresServer = { url: string; pid(): number | undefined; stop(): Promise<void>; halt(): Promise<void>; start(): Promise<void> }
 
 /** initdb into a temp dir and start postgres on a free port; halt()/start() stop it and bring it back with its data. */
 export async function startPostgres(): Promise<PostgresServer> {
@@ -101,6 +102,8 @@ export async function startPostgres(): Promise<PostgresServer> {
   await start()
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    /** The postmaster's pid, from its pid file. */
+    pid: () => (existsSync(join(data, "postmaster.pid")) ? Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]) : undefined),
     start,
     halt,
     async stop() {

@@ -1,11 +1,12 @@
 /** The Lua scripts, embedded in the binary and registered with ioredis defineCommand (EVALSHA, falling back to EVAL). */
 import type Redis from "ioredis"
-import sweep from "../../lua/sweep.lua" with { type: "text" }
+import prelude from "../../lua/prelude.lua" with { type: "text" }
 import checkout from "../../lua/checkout.lua" with { type: "text" }
 import purchase from "../../lua/purchase.lua" with { type: "text" }
 import release from "../../lua/release.lua" with { type: "text" }
 import status from "../../lua/status.lua" with { type: "text" }
 import initSale from "../../lua/init_sale.lua" with { type: "text" }
+import { UnavailableError } from "../sale/engine"
 
 const bodies = { checkout, purchase, release, status, initSale }
 
@@ -13,7 +14,7 @@ export type ScriptName = keyof typeof bodies
 type Args = (string | number)[]
 type Reply = (string | number)[]
 
-/** The scripts as typed functions: the sale's eight keys, then the script's arguments (see each script's header). */
+/** The scripts as typed functions: the sale's keys (redis/keys.ts saleKeys), then the script's arguments (see each script's header). */
 export type Scripts = {
   checkout: (keys: string[], args: Args) => Promise<Reply>
   purchase: (keys: string[], args: Args) => Promise<Reply>
@@ -25,9 +26,16 @@ export type Scripts = {
 export function registerScripts(redis: Redis): Scripts {
   const scripts = {} as Record<ScriptName, Function>
   for (const [name, body] of Object.entries(bodies) as [ScriptName, string][]) {
-    redis.defineCommand(`fs_${name}`, { lua: `${sweep}\n${body}` })
+    redis.defineCommand(`fs_${name}`, { lua: `${prelude}\n${body}` })
     const command = (redis as unknown as Record<string, Function>)[`fs_${name}`]!.bind(redis)
     scripts[name] = (keys: string[], args: Args) => command(keys.length, ...keys, ...args)
   }
   return scripts as unknown as Scripts
+}
+
+/** Rethrows a Redis error as "cannot decide now" (503) when it is one, as itself (a bug) otherwise. */
+export function unavailable(error: unknown): never {
+  const message = (error as Error)?.message ?? String(error)
+  if (/ERR|NOSCRIPT|WRONGTYPE/.test(message) && !/LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN/.test(message)) throw error
+  throw new UnavailableError(`redis: ${message}`)
 }

@@ -1,32 +1,19 @@
-/** createApp(deps): the HTTP API over any sale engine: routes, validation, error mapping and the OpenAPI document. */
-import { Elysia, t, type TSchema } from "elysia"
-import { Type as T } from "@sinclair/typebox"
-import { openapi } from "@elysiajs/openapi"
-import scalarBundle from "../node_modules/@scalar/api-reference/dist/browser/standalone.js" with { type: "file" }
-import type { Config } from "./config"
-import { codeToStatus, errorBody, UnavailableError, type ErrorCode } from "./errors"
-import type { Engine } from "./sale/engine"
-import { itemOf } from "./sale/catalog"
-import { codePattern } from "./sale/codes"
-import { saleEndMs, saleStartMs } from "./sale/clock"
+/** createApp(deps): the HTTP API over any sale engine: routes, validation and error mapping (documented by http/docs.ts). */
+import { Elysia, t } from "elysia"
+import scalarBundle from "../../node_modules/@scalar/api-reference/dist/browser/standalone.js" with { type: "file" }
+import type { Config } from "../config"
+import { itemOf } from "../sale/catalog"
+import { saleEndMs, saleStartMs } from "../sale/clock"
+import { codePattern } from "../sale/codes"
+import { UnavailableError, type Engine } from "../sale/engine"
+import { docs, healthResponses, responses, schemas } from "./docs"
+import { fail, iso, json } from "./respond"
 
 export type AppDeps = {
   engine: Engine
   config: Pick<Config, "saleItems" | "salePeriodSeconds">
   log?: (message: string) => void
 }
-
-const json = { "content-type": "application/json" }
-
-/** The error bodies with their default messages, serialised once: most answers in a rush are these. */
-const defaultBodies = Object.fromEntries(Object.keys(codeToStatus).map((code) => [code, JSON.stringify(errorBody(code as ErrorCode))])) as Record<ErrorCode, string>
-
-function fail(code: ErrorCode, message?: string, headers?: Record<string, string>): Response {
-  const body = message === undefined ? defaultBodies[code] : JSON.stringify(errorBody(code, message))
-  return new Response(body, { status: codeToStatus[code], headers: headers ? { ...json, ...headers } : json })
-}
-
-const iso = (ms: number) => new Date(ms).toISOString()
 
 /** The first query parameter among names that appears more than once: which value was meant is ambiguous. */
 function repeatedParameter(url: string, names: string[]): string | undefined {
@@ -58,41 +45,6 @@ const queries = {
   purchase: t.Object({
     code: t.String({ pattern: codePattern, error: "code must be a code returned by /checkout", description: "The code from a successful checkout." }),
   }),
-}
-
-// Response shapes, for the OpenAPI document only: responses are built by the handlers below, not validated at run time.
-const ItemSchema = T.Object({ id: T.Integer(), name: T.String(), image: T.String({ format: "uri" }) })
-const schemas = {
-  checkout: T.Object({ message: T.Literal("success"), code: T.String(), sale_id: T.Integer(), item: ItemSchema, expires_at: T.String({ format: "date-time" }) }),
-  purchase: T.Object({ message: T.Literal("success"), sale_id: T.Integer(), user_id: T.String(), item: ItemSchema, purchased_at: T.String({ format: "date-time" }) }),
-  status: T.Object({
-    sale_id: T.Integer(),
-    started_at: T.String({ format: "date-time" }),
-    ends_at: T.String({ format: "date-time" }),
-    seconds_remaining: T.Integer(),
-    items_total: T.Integer(),
-    items_sold: T.Integer(),
-    items_reserved: T.Integer(),
-    items_available: T.Integer(),
-    checkouts: T.Object({ accepted: T.Integer(), rejected: T.Integer() }),
-    purchases: T.Object({ accepted: T.Integer(), rejected: T.Integer() }),
-    sale_status: T.Union([T.Literal("active"), T.Literal("sold_out")]),
-  }),
-  health: T.Object({ status: T.Union([T.Literal("ok"), T.Literal("degraded"), T.Literal("down")]), checks: T.Record(T.String(), T.Unknown()) }),
-}
-
-/** An OpenAPI responses object: the success schema, then one entry per status listing its error codes. */
-function responses(ok: TSchema, okDescription: string, errors: ErrorCode[]) {
-  const byStatus = new Map<number, ErrorCode[]>()
-  for (const code of errors) byStatus.set(codeToStatus[code], [...(byStatus.get(codeToStatus[code]) ?? []), code])
-  const result: Record<string, unknown> = { 200: { description: okDescription, content: { "application/json": { schema: ok } } } }
-  for (const [status, codes] of byStatus) {
-    result[status] = {
-      description: codes.map((c) => `\`${c}\``).join(", "),
-      content: { "application/json": { schema: { type: "object", required: ["error", "message"], properties: { error: { type: "string", enum: codes }, message: { type: "string" } } } } },
-    }
-  }
-  return result
 }
 
 /** Known paths and their methods: any other method on them is a 405. */
@@ -129,23 +81,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
       log(`internal error on ${request.method} ${new URL(request.url).pathname}: ${(error as Error)?.stack ?? String(error)}`)
       return fail("internal")
     })
-    .use(
-      openapi({
-        path: "/swagger",
-        specPath: "/swagger/json",
-        exclude: { paths: ["/swagger/scalar.js"] },
-        documentation: {
-          info: {
-            title: "Flash sale",
-            version: "1.0.0",
-            description:
-              "Sells a fixed stock in a burst of demand. Every period a new sale opens; users check an item out (it is held for them and they get a code), then buy it with the code. " +
-              'Every error body is {"error": "<code>", "message": "<sentence>"} with one status per code.',
-          },
-        },
-        scalar: { cdn: "/swagger/scalar.js", withDefaultFonts: false, hideClientButton: true } as never,
-      }),
-    )
+    .use(docs("/swagger/scalar.js"))
     .get("/swagger/scalar.js", () => new Response(Bun.file(scalarBundle), { headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=86400" } }), { detail: { hide: true } })
     .post(
       "/checkout",
@@ -161,7 +97,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
         detail: {
           summary: "Hold an item",
           description: "Holds the item for the user for HOLD_SECONDS and returns a code to buy it with. Checking out the same item again while the hold is live returns the same code and does not count again.",
-          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "unavailable"]) as never,
+          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "unavailable"]),
         },
       },
     )
@@ -178,7 +114,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
         detail: {
           summary: "Buy a held item",
           description: "Buys the item held under this code. A live hold always converts; a code sells at most once.",
-          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "unavailable"]) as never,
+          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "unavailable"]),
         },
       },
     )
@@ -201,7 +137,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
           sale_status: s.itemsSold >= config.saleItems ? ("sold_out" as const) : ("active" as const),
         }
       },
-      { detail: { summary: "The current sale, counted across every instance", responses: responses(schemas.status, "The current sale.", ["unavailable"]) as never } },
+      { detail: { summary: "The current sale, counted across every instance", responses: responses(schemas.status, "The current sale.", ["unavailable"]) } },
     )
     .get(
       "/health",
@@ -213,7 +149,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
         detail: {
           summary: "Whether this instance can sell",
           description: '200 "ok"; 200 "degraded" when it can sell but PostgreSQL is down or the ledger lags (see checks.ledger); 503 "down" when it cannot sell.',
-          responses: { 200: { description: "Can sell (ok or degraded).", content: { "application/json": { schema: schemas.health } } }, 503: { description: "Cannot sell.", content: { "application/json": { schema: schemas.health } } } } as never,
+          responses: healthResponses,
         },
       },
     )

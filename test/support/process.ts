@@ -9,7 +9,7 @@ export type ServerProcess = {
   stop(signal?: NodeJS.Signals | number): Promise<number>
 }
 
-export async function startServer(env: Record<string, string>, command = ["bun", join(import.meta.dir, "..", "src", "main.ts")], cwd?: string): Promise<ServerProcess> {
+export async function startServer(env: Record<string, string>, command = ["bun", join(import.meta.dir, "..", "..", "src", "main.ts")], cwd?: string): Promise<ServerProcess> {
   const proc = Bun.spawn(command, { env: { ...process.env, PORT: "0", ...env }, stdout: "pipe", stderr: "pipe", cwd })
   let output = ""
   const base = await new Promise<string>((resolve, reject) => {

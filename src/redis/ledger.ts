@@ -1,21 +1,21 @@
 /**
- * The batched writer: drains every sale's log stream into PostgreSQL.
+ * The ledger: drains every sale's journal (redis/journal.ts) into PostgreSQL.
  *
- * The Lua script that decides also appends the outcome to the sale's stream, so
- * a decision and its record are one atomic step in Redis. This writer reads the
- * streams through a consumer group, inserts a batch in one transaction
- * (idempotently: each row is keyed by its stream entry id), and only then
- * acknowledges and deletes the entries. A crash at any point leaves the entries
- * pending, and they are written again by this process or claimed by another.
- * So a stream's length is exactly the backlog not yet in PostgreSQL.
+ * It reads the journals through a consumer group, writes a batch in one transaction
+ * (idempotently: each record is keyed by its entry id), and only then acknowledges
+ * and deletes the entries. A crash at any point leaves the entries pending, and they
+ * are written again by this process or claimed by another. So a journal's length is
+ * exactly the backlog not yet in PostgreSQL.
  */
 import type Redis from "ioredis"
 import type { Sql } from "postgres"
-import { ensureSchema } from "./schema"
-import { ledgerGroup, logKey, salesRegistryKey } from "../store/keys"
+import { writeRecords } from "../postgres/store"
+import type { DecisionRecord } from "../sale/records"
+import { journalBacklog, recordOf, type Backlog, type StreamEntry } from "./journal"
+import { ledgerGroup, logKey, saleRegistryKey } from "./keys"
 
-type Entry = { key: string; saleId: number; id: string; fields: string[] }
-type StreamReply = [string, [string, string[]][]][] | null
+type Entry = { key: string; id: string; record: DecisionRecord | undefined }
+type StreamReply = [string, StreamEntry[]][] | null
 
 export type LedgerWriterOptions = {
   redis: Redis
@@ -28,8 +28,6 @@ export type LedgerWriterOptions = {
   claimIdleMs?: number
   log?: (message: string) => void
 }
-
-export type Backlog = { entries: number; oldestAgeMs: number }
 
 /** Creates the ledger's consumer group on a sale's stream (and the stream), from its first entry; already there is fine. */
 export async function ensureLedgerGroup(redis: Pick<Redis, "xgroup">, saleId: number): Promise<void> {
@@ -70,7 +68,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
   /** The sales whose streams to drain, re-read once a second (a new sale is registered well before it starts). */
   async function activeSales(): Promise<number[]> {
     if (Date.now() - salesReadAt < salesRefreshMs) return sales
-    sales = (await redis.smembers(salesRegistryKey)).map(Number)
+    sales = (await redis.smembers(saleRegistryKey)).map(Number)
     salesReadAt = Date.now()
     for (const saleId of sales) {
       if (grouped.has(saleId)) continue
@@ -92,7 +90,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
         throw error
       }
       for (const [key, items] of (reply as StreamReply) ?? []) {
-        for (const [id, fields] of items) entries.push({ key, saleId: sales[index]!, id, fields: fields ?? [] })
+        for (const item of items) entries.push({ key, id: item[0], record: recordOf(sales[index]!, item) })
       }
     })
     return entries
@@ -102,50 +100,11 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
     const entries: Entry[] = []
     for (const saleId of sales) {
       const key = logKey(saleId)
-      const [, items] = (await redis.xautoclaim(key, ledgerGroup, consumer, claimIdleMs, "0-0", "COUNT", batchSize)) as [string, [string, string[]][]]
-      for (const [id, fields] of items) entries.push({ key, saleId, id, fields: fields ?? [] })
+      const [, items] = (await redis.xautoclaim(key, ledgerGroup, consumer, claimIdleMs, "0-0", "COUNT", batchSize)) as [string, StreamEntry[]]
+      for (const item of items) entries.push({ key, id: item[0], record: recordOf(saleId, item) })
     }
     if (entries.length > 0) log(`ledger: took over ${entries.length} entries left pending by a stopped instance`)
     return entries
-  }
-
-  async function write(entries: Entry[]): Promise<void> {
-    const c = { sale: [] as number[], event: [] as string[], user: [] as string[], item: [] as string[], outcome: [] as string[], code: [] as string[], expires: [] as string[], at: [] as string[] }
-    const p = { sale: [] as number[], event: [] as string[], code: [] as string[], outcome: [] as string[], user: [] as string[], item: [] as string[], at: [] as string[] }
-    for (const { saleId, id, fields } of entries) {
-      const f: Record<string, string> = {}
-      for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
-      // An entry deleted before its pending record was acknowledged has no fields: acknowledge it, write nothing.
-      if (f.e !== "c" && f.e !== "p") continue
-      const rows = f.e === "c" ? c : p
-      rows.sale.push(saleId)
-      rows.event.push(id)
-      rows.user.push(f.u!)
-      rows.item.push(f.i!)
-      rows.outcome.push(f.o!)
-      rows.code.push(f.k!)
-      rows.at.push(f.t!)
-      if (f.e === "c") c.expires.push(f.x!)
-    }
-    await sql.begin(async (tx) => {
-      if (c.event.length > 0) {
-        await tx`insert into checkout_attempts (sale_id, event_id, user_id, item_id, outcome, code, expires_at, created_at)
-          select s, e, u, i, o, nullif(k, ''), to_timestamp(nullif(x, '')::bigint / 1000.0), to_timestamp(t::bigint / 1000.0)
-          from unnest(${c.sale}::bigint[], ${c.event}::text[], ${c.user}::text[], ${c.item}::int[], ${c.outcome}::text[], ${c.code}::text[], ${c.expires}::text[], ${c.at}::text[]) as r(s, e, u, i, o, k, x, t)
-          on conflict do nothing`
-      }
-      if (p.event.length > 0) {
-        await tx`insert into purchase_attempts (sale_id, event_id, code, outcome, user_id, item_id, created_at)
-          select s, e, k, o, nullif(u, ''), nullif(i, '')::int, to_timestamp(t::bigint / 1000.0)
-          from unnest(${p.sale}::bigint[], ${p.event}::text[], ${p.code}::text[], ${p.outcome}::text[], ${p.user}::text[], ${p.item}::text[], ${p.at}::text[]) as r(s, e, k, o, u, i, t)
-          on conflict do nothing`
-        await tx`insert into purchases (sale_id, item_id, user_id, code, purchased_at)
-          select s, i::int, u, k, to_timestamp(t::bigint / 1000.0)
-          from unnest(${p.sale}::bigint[], ${p.code}::text[], ${p.outcome}::text[], ${p.user}::text[], ${p.item}::text[], ${p.at}::text[]) as r(s, k, o, u, i, t)
-          where o = 'purchased'
-          on conflict do nothing`
-      }
-    })
   }
 
   async function ack(entries: Entry[]): Promise<void> {
@@ -160,8 +119,8 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
 
   async function writeToPostgres(entries: Entry[]): Promise<void> {
     try {
-      await ensureSchema(sql)
-      await write(entries)
+      // An entry deleted before it was acknowledged has no record: acknowledge it, write nothing.
+      await writeRecords(sql, entries.flatMap((e) => (e.record ? [e.record] : [])))
       if (!pg.up) log("ledger: PostgreSQL is back, draining the backlog")
       pg = { up: true }
     } catch (error) {
@@ -232,20 +191,7 @@ export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
       }
       log("ledger: stopped with entries still in Redis; the next instance will write them")
     },
-    async backlog() {
-      const sales = (await redis.smembers(salesRegistryKey)).map(Number)
-      const pipeline = redis.pipeline()
-      for (const saleId of sales) pipeline.xlen(logKey(saleId)).xrange(logKey(saleId), "-", "+", "COUNT", 1)
-      const replies = (await pipeline.exec()) ?? []
-      let entries = 0
-      let oldest = Infinity
-      for (let i = 0; i < replies.length; i += 2) {
-        entries += Number(replies[i]![1] ?? 0)
-        const first = replies[i + 1]![1] as [string, string[]][] | null
-        if (first?.[0]) oldest = Math.min(oldest, Number(first[0][0].split("-")[0]))
-      }
-      return { entries, oldestAgeMs: entries > 0 && oldest !== Infinity ? Math.max(0, Date.now() - oldest) : 0 }
-    },
+    backlog: () => journalBacklog(redis),
     postgres: () => pg,
   }
 }

@@ -1,8 +1,10 @@
 /**
- * The sale rules of the embedded engine: the same decisions as lua/*.lua, on plain JS state.
- * One JS thread runs them, so each decision is atomic. The differential test holds the two to
- * identical outcomes, state and kept rows.
+ * The sale rules, on plain JS state: the reference implementation. The embedded engine runs them as
+ * they are (one JS thread, so each decision is atomic); lua/*.lua decide the same in Redis, and the
+ * differential test holds the two to identical outcomes, state and kept records.
  */
+import { isAccepted, type CheckoutOutcome, type PurchaseOutcome } from "./outcomes"
+import type { CheckoutRecord, PurchaseRecord, SaleSnapshot } from "./records"
 
 export type Held = { kind: "h"; itemId: number; userId: string; code: string; expiresAt: number }
 export type Sold = { kind: "p"; itemId: number; userId: string; code: string; at: number }
@@ -20,13 +22,6 @@ export type SaleState = {
   expiriesHead: number
   stats: { sold: number; held: number; checkoutsOk: number; checkoutsRejected: number; purchasesOk: number; purchasesRejected: number }
 }
-
-export type CheckoutRow = { kind: "checkout"; saleId: number; userId: string; itemId: number; outcome: string; code: string | null; expiresAt: number | null; at: number }
-export type PurchaseRow = { kind: "purchase"; saleId: number; code: string; outcome: string; userId: string | null; itemId: number | null; at: number }
-export type Row = CheckoutRow | PurchaseRow
-
-/** Checkout statuses, as the Lua script returns them. */
-export const checkoutOutcomes = { 0: "reserved", 1: "repeated", [-1]: "unknown_item", [-2]: "sold_out", [-3]: "item_sold", [-4]: "item_reserved", [-5]: "user_limit" } as const
 
 export function emptySale(saleId: number): SaleState {
   return {
@@ -50,19 +45,28 @@ function addHold(sale: SaleState, hold: Held): void {
   sale.expiries.splice(i, 0, hold)
 }
 
-export function addSold(sale: SaleState, sold: Sold): void {
-  sale.items.set(sold.itemId, sold)
-  sale.codes.set(sold.code, sold)
-  sale.users.set(sold.userId, (sale.users.get(sold.userId) ?? 0) + 1)
-  sale.stats.sold++
+/** A sale's live state from what the durable store kept of it (lua/init_sale.lua does the same in Redis). */
+export function restoreSale(saleId: number, snapshot: SaleSnapshot): SaleState {
+  const sale = emptySale(saleId)
+  for (const s of snapshot.sold) {
+    const sold: Sold = { kind: "p", itemId: s.itemId, userId: s.userId, code: s.code, at: s.at }
+    sale.items.set(sold.itemId, sold)
+    sale.codes.set(sold.code, sold)
+    sale.users.set(sold.userId, (sale.users.get(sold.userId) ?? 0) + 1)
+  }
+  for (const h of snapshot.holds) addHold(sale, { kind: "h", itemId: h.itemId, userId: h.userId, code: h.code, expiresAt: h.at })
+  sale.stats = {
+    sold: snapshot.sold.length,
+    held: snapshot.holds.length,
+    checkoutsOk: snapshot.checkouts.accepted,
+    checkoutsRejected: snapshot.checkouts.rejected,
+    purchasesOk: snapshot.purchases.accepted,
+    purchasesRejected: snapshot.purchases.rejected,
+  }
+  return sale
 }
 
-export function restoreHold(sale: SaleState, hold: Omit<Held, "kind">): void {
-  addHold(sale, { kind: "h", ...hold })
-  sale.stats.held++
-}
-
-/** Returns every hold expired at `now` to stock (see lua/sweep.lua). */
+/** Returns every hold expired at `now` to stock (lua/prelude.lua's sweep). */
 export function sweep(sale: SaleState, now: number): number {
   let released = 0
   const queue = sale.expiries
@@ -84,56 +88,55 @@ export function sweep(sale: SaleState, now: number): number {
   return released
 }
 
-export type CheckoutDecision = { status: keyof typeof checkoutOutcomes; code: string; expiresAt: number; row: CheckoutRow }
+export type CheckoutDecision = { outcome: CheckoutOutcome; code: string; expiresAt: number; record: CheckoutRecord }
 
-/** lua/checkout.lua for one request, on the current sale. */
+/** One checkout on the current sale (lua/checkout.lua decides each request of a batch the same way). */
 export function checkout(sale: SaleState, now: number, itemId: number, userId: string, newCode: string, limits: { saleItems: number; userLimit: number; holdMs: number }): CheckoutDecision {
   sweep(sale, now)
-  let status: CheckoutDecision["status"] = 0
+  let outcome: CheckoutOutcome = "reserved"
   let code = ""
   let expiresAt = 0
   const state = sale.items.get(itemId)
-  if (itemId < 1 || itemId > limits.saleItems) status = -1
-  else if (sale.stats.sold >= limits.saleItems) status = -2
-  else if (state?.kind === "p") status = -3
+  if (itemId < 1 || itemId > limits.saleItems) outcome = "unknown_item"
+  else if (sale.stats.sold >= limits.saleItems) outcome = "sold_out"
+  else if (state?.kind === "p") outcome = "item_sold"
   else if (state?.kind === "h") {
     if (state.userId === userId) {
-      status = 1
+      outcome = "repeated"
       code = state.code
       expiresAt = state.expiresAt
-    } else status = -4
-  } else if ((sale.users.get(userId) ?? 0) >= limits.userLimit) status = -5
+    } else outcome = "item_reserved"
+  } else if ((sale.users.get(userId) ?? 0) >= limits.userLimit) outcome = "user_limit"
   else {
     code = newCode
     expiresAt = now + limits.holdMs
     addHold(sale, { kind: "h", itemId, userId, code, expiresAt })
     sale.stats.held++
   }
-  if (status >= 0) sale.stats.checkoutsOk++
+  if (isAccepted(outcome)) sale.stats.checkoutsOk++
   else sale.stats.checkoutsRejected++
-  const row: CheckoutRow = { kind: "checkout", saleId: sale.saleId, userId, itemId, outcome: checkoutOutcomes[status], code: code || null, expiresAt: expiresAt || null, at: now }
-  return { status, code, expiresAt, row }
+  const record: CheckoutRecord = { kind: "checkout", saleId: sale.saleId, userId, itemId, outcome, code: code || null, expiresAt: expiresAt || null, at: now }
+  return { outcome, code, expiresAt, record }
 }
 
-export type PurchaseDecision = { status: 0 | -6 | -7; itemId: number; userId: string; at: number; row: PurchaseRow }
+export type PurchaseDecision = { outcome: PurchaseOutcome; itemId: number; userId: string; at: number; record: PurchaseRecord }
 
-/** lua/purchase.lua, once the caller has found the code's sale. */
+/** One purchase, once the caller has found the code's sale (lua/purchase.lua decides each code of a batch the same way). */
 export function purchase(sale: SaleState, now: number, code: string): PurchaseDecision {
   sweep(sale, now)
   const state = sale.codes.get(code)
-  let status: PurchaseDecision["status"] = -6
-  if (state?.kind === "p") status = -7
+  let outcome: PurchaseOutcome = "code_not_found"
+  if (state?.kind === "p") outcome = "code_used"
   else if (state?.kind === "h") {
-    status = 0
+    outcome = "purchased"
     const sold: Sold = { kind: "p", itemId: state.itemId, userId: state.userId, code, at: now }
     sale.items.set(state.itemId, sold)
     sale.codes.set(code, sold)
     sale.stats.held--
     sale.stats.sold++
   }
-  if (status === 0) sale.stats.purchasesOk++
+  if (outcome === "purchased") sale.stats.purchasesOk++
   else sale.stats.purchasesRejected++
-  const outcome = status === 0 ? "purchased" : status === -7 ? "code_used" : "code_not_found"
-  const row: PurchaseRow = { kind: "purchase", saleId: sale.saleId, code, outcome, userId: state?.userId ?? null, itemId: state?.itemId ?? null, at: now }
-  return { status, itemId: state?.itemId ?? 0, userId: state?.userId ?? "", at: now, row }
+  const record: PurchaseRecord = { kind: "purchase", saleId: sale.saleId, code, outcome, userId: state?.userId ?? null, itemId: state?.itemId ?? null, at: now }
+  return { outcome, itemId: state?.itemId ?? 0, userId: state?.userId ?? "", at: now, record }
 }

@@ -1,0 +1,72 @@
+/** What the Redis engine keeps in PostgreSQL: batches of decision records written idempotently, and a sale read back to rebuild it. */
+import type { Sql } from "postgres"
+import type { DecisionRecord, SaleSnapshot } from "../sale/records"
+import { recoveryQueries, snapshotOf } from "../sale/schema"
+import { ensureSchema } from "./schema"
+
+const recovery = recoveryQueries("postgres")
+
+/** Unix ms as text, which the inserts turn into timestamptz. */
+const msText = (ms: number | null) => (ms === null ? null : String(ms))
+
+/** The records' fields as one array per column, for insert ... select from unnest(...). */
+function columnsOf<R, T extends unknown[]>(records: R[], fields: (record: R) => [...T]): { [K in keyof T]: T[K][] } {
+  const columns: unknown[][] = []
+  for (const record of records) fields(record).forEach((value, i) => (columns[i] ??= []).push(value))
+  return columns as never
+}
+
+/** Writes the records in one transaction. Each attempt is keyed by (sale_id, event_id), so writing a record again changes nothing. */
+export async function writeRecords(sql: Sql, records: DecisionRecord[]): Promise<void> {
+  await ensureSchema(sql)
+  if (records.length === 0) return
+  const checkouts = records.filter((r) => r.kind === "checkout")
+  const purchases = records.filter((r) => r.kind === "purchase")
+  const [cSale, cEvent, cUser, cItem, cOutcome, cCode, cExpires, cAt] = columnsOf(checkouts, (r) => [r.saleId, r.eventId!, r.userId, r.itemId, r.outcome, r.code, msText(r.expiresAt), msText(r.at)])
+  const [pSale, pEvent, pCode, pOutcome, pUser, pItem, pAt] = columnsOf(purchases, (r) => [r.saleId, r.eventId!, r.code, r.outcome, r.userId, r.itemId, msText(r.at)])
+  await sql.begin(async (tx) => {
+    if (checkouts.length > 0) {
+      await tx`insert into checkout_attempts (sale_id, event_id, user_id, item_id, outcome, code, expires_at, created_at)
+        select s, e, u, i, o, k, to_timestamp(x::bigint / 1000.0), to_timestamp(t::bigint / 1000.0)
+        from unnest(${cSale}::bigint[], ${cEvent}::text[], ${cUser}::text[], ${cItem}::int[], ${cOutcome}::text[], ${cCode}::text[], ${cExpires}::text[], ${cAt}::text[]) as r(s, e, u, i, o, k, x, t)
+        on conflict do nothing`
+    }
+    if (purchases.length > 0) {
+      await tx`insert into purchase_attempts (sale_id, event_id, code, outcome, user_id, item_id, created_at)
+        select s, e, k, o, u, i, to_timestamp(t::bigint / 1000.0)
+        from unnest(${pSale}::bigint[], ${pEvent}::text[], ${pCode}::text[], ${pOutcome}::text[], ${pUser}::text[], ${pItem}::int[], ${pAt}::text[]) as r(s, e, k, o, u, i, t)
+        on conflict do nothing`
+      await tx`insert into purchases (sale_id, item_id, user_id, code, purchased_at)
+        select s, i, u, k, to_timestamp(t::bigint / 1000.0)
+        from unnest(${pSale}::bigint[], ${pCode}::text[], ${pOutcome}::text[], ${pUser}::text[], ${pItem}::int[], ${pAt}::text[]) as r(s, k, o, u, i, t)
+        where o = 'purchased'
+        on conflict do nothing`
+    }
+  })
+}
+
+/** What PostgreSQL kept of one sale, with the holds still live at `nowMs`. */
+export async function loadSale(sql: Sql, saleId: number, nowMs: number): Promise<SaleSnapshot> {
+  await ensureSchema(sql)
+  const [checkouts, purchases, sold, holds] = await Promise.all([
+    sql.unsafe(recovery.checkouts, [saleId]),
+    sql.unsafe(recovery.purchases, [saleId]),
+    sql.unsafe(recovery.sold, [saleId]),
+    sql.unsafe(recovery.holds, [saleId, Math.floor(nowMs)]),
+  ])
+  return snapshotOf({ checkouts, purchases, sold, holds }, Number)
+}
+
+/** Whether PostgreSQL answers within `timeoutMs`. */
+export async function ping(sql: Sql, timeoutMs = 1000): Promise<{ status: "ok" } | { status: "down"; error: string }> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<{ status: "down"; error: string }>((resolve) => (timer = setTimeout(() => resolve({ status: "down", error: `no answer within ${timeoutMs} ms` }), timeoutMs)))
+  try {
+    return await Promise.race([sql`select 1`.then(() => ({ status: "ok" }) as const), timeout])
+  } catch (error) {
+    return { status: "down", error: (error as Error).message }
+  }
+  finally {
+    clearTimeout(timer)
+  }
+}
