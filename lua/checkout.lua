@@ -14,7 +14,8 @@
   ARGV[7..] one triple per request: item_id (integer as requested, may be out of range),
             user_id, code (fresh and random, used only if a new hold is granted)
 
-  Returns {0, now_ms, then per request: status, code, expires_ms}; status:
+  Returns {0, now_ms, journal_entry_id, then per request: status, code, expires_ms}; status
+  (the numbers of src/sale/outcomes.ts):
      0 reserved        a new hold was granted with the request's code
      1 repeated        this user already holds this item: its code and expiry
     -1 unknown_item    item_id outside 1..sale_items
@@ -25,7 +26,8 @@
   or, deciding nothing:
     {-10, current_sale_id}   wrong_sale: call again with that sale's keys
     {-11}                    not_ready: the sale is not initialised; rebuild it, then call again
-  Every decided request is appended to the log stream and counted in stats.
+  Every decided request is counted in stats, and the batch is appended to the
+  journal as one entry (its format: src/redis/journal.ts).
 ]]
 local now, saleId, periodMs = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local saleItems, userLimit, holdMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -39,30 +41,30 @@ local sold = tonumber(stats[1])
 local _, nextExp = sweep(now, tonumber(stats[2]))
 local nowText, expires = ms(now), now + holdMs
 local expiresText = ms(expires)
-local out, accepted, rejected, granted = {0, now}, 0, 0, 0
+local out, journal, accepted, rejected, granted = {0, now, ''}, {}, 0, 0, 0
 
 for i = firstRequest, #ARGV, 3 do
   local item, user, newCode = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
-  local status, outcome, code, expiry = 0, 'reserved', '', ''
+  local status, code, expiry = 0, '', ''
   if item < 1 or item > saleItems then
-    status, outcome = -1, 'unknown_item'
+    status = -1 -- unknown_item
   elseif sold >= saleItems then
-    status, outcome = -2, 'sold_out'
+    status = -2 -- sold_out
   else
     local state = rcall('HGET', itemsKey, item)
     if state then
       if string.sub(state, 1, 1) == 's' then
-        status, outcome = -3, 'item_sold'
+        status = -3 -- item_sold
       else
         local heldUntil, holder, heldCode = string.match(state, '^h|(%d+)|([^|]+)|(.+)$')
         if holder == user then
-          status, outcome, code, expiry = 1, 'repeated', heldCode, heldUntil
+          status, code, expiry = 1, heldCode, heldUntil -- repeated
         else
-          status, outcome = -4, 'item_reserved'
+          status = -4 -- item_reserved
         end
       end
     elseif tonumber(rcall('HGET', usersKey, user) or '0') >= userLimit then
-      status, outcome = -5, 'user_limit'
+      status = -5 -- user_limit
     else
       code, expiry = newCode, expiresText
       rcall('HSET', itemsKey, item, 'h|' .. expiresText .. '|' .. user .. '|' .. code)
@@ -73,12 +75,13 @@ for i = firstRequest, #ARGV, 3 do
     end
   end
   if status >= 0 then accepted = accepted + 1 else rejected = rejected + 1 end
-  rcall('XADD', logKey, '*', 'e', 'c', 'u', user, 'i', ms(item), 'o', outcome, 'k', code, 'x', expiry, 't', nowText)
+  journal[#journal + 1] = ms(item) .. ' ' .. user .. ' ' .. status .. ' ' .. code .. ' ' .. expiry
   out[#out + 1] = status
   out[#out + 1] = code
   out[#out + 1] = tonumber(expiry) or 0
 end
 
+out[3] = rcall('XADD', logKey, '*', 'e', 'c', 't', nowText, 'd', table.concat(journal, '\n'))
 if accepted > 0 then rcall('HINCRBY', statsKey, 'c_ok', accepted) end
 if rejected > 0 then rcall('HINCRBY', statsKey, 'c_rej', rejected) end
 if granted > 0 then

@@ -11,7 +11,8 @@
   ARGV[4] hold_ms     how long a hold lives (bounds how long a past sale can still sell)
   ARGV[5..] the codes
 
-  Returns {0, now_ms, then per code: status, item_id, user_id}; status:
+  Returns {0, now_ms, journal_entry_id, then per code: status, item_id, user_id}; status
+  (the numbers of src/sale/outcomes.ts):
      0 purchased        the item is sold to the holder, at now_ms
     -6 code_not_found   never issued, or its hold expired
     -7 code_used        already purchased with this code
@@ -22,7 +23,8 @@
             rebuild it, then call again
   The user's count is unchanged: the hold already counted against the limit.
   stats.next_exp stays a lower bound when a hold leaves by purchase, so it is not updated.
-  Decided outcomes are appended to the log stream and counted in stats.
+  Decided outcomes are counted in stats, and the batch is appended to the
+  journal as one entry (its format: src/redis/journal.ts).
 ]]
 local now, saleId, periodMs = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local holdMs = tonumber(ARGV[4])
@@ -36,30 +38,31 @@ end
 sweep(now, tonumber(stats[2]))
 
 local nowText = ms(now)
-local out, bought, rejected = {0, now}, 0, 0
+local out, journal, bought, rejected = {0, now, ''}, {}, 0, 0
 for i = firstCode, #ARGV do
   local code = ARGV[i]
-  local status, outcome, item, user = -6, 'code_not_found', nil, nil
+  local status, item, user = -6, nil, nil -- code_not_found
   local state = rcall('HGET', codesKey, code)
   if state then
     local kind
     kind, item, user = string.match(state, '^(%a)|(%d+)|%d+|(.+)$')
     if kind == 'p' then
-      status, outcome = -7, 'code_used'
+      status = -7 -- code_used
     else
-      status, outcome = 0, 'purchased'
+      status = 0 -- purchased
       rcall('HSET', codesKey, code, 'p|' .. item .. '|' .. nowText .. '|' .. user)
       rcall('HSET', itemsKey, item, 's|' .. user .. '|' .. code)
       rcall('ZREM', expKey, code)
     end
   end
   if status == 0 then bought = bought + 1 else rejected = rejected + 1 end
-  rcall('XADD', logKey, '*', 'e', 'p', 'k', code, 'o', outcome, 'u', user or '', 'i', item or '', 't', nowText)
+  journal[#journal + 1] = code .. ' ' .. status .. ' ' .. (item or '') .. ' ' .. (user or '')
   out[#out + 1] = status
   out[#out + 1] = tonumber(item) or 0
   out[#out + 1] = user or ''
 end
 
+out[3] = rcall('XADD', logKey, '*', 'e', 'p', 't', nowText, 'd', table.concat(journal, '\n'))
 if bought > 0 then
   rcall('HINCRBY', statsKey, 'held', -bought)
   rcall('HINCRBY', statsKey, 'sold', bought)

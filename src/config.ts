@@ -17,6 +17,8 @@ export type Config = {
   salePeriodSeconds: number
   /** How long a checkout holds its item, in seconds. */
   holdSeconds: number
+  /** Redis engine: how long a success waits for its PostgreSQL commit before it is answered from the Redis journal. */
+  commitWaitMs: number
 }
 
 type Option = {
@@ -54,6 +56,7 @@ export const options: Option[] = [
   { env: "USER_LIMIT", flag: "user-limit", key: "userLimit", default: "10", help: "items per user per sale", parse: integer(1, 1_000_000) },
   { env: "SALE_PERIOD_SECONDS", flag: "sale-period-seconds", key: "salePeriodSeconds", default: "3600", help: "length of a sale", parse: integer(1, 31_536_000) },
   { env: "HOLD_SECONDS", flag: "hold-seconds", key: "holdSeconds", default: "300", help: "how long a checkout holds its item", parse: integer(1, 86_400) },
+  { env: "COMMIT_WAIT_MS", flag: "commit-wait-ms", key: "commitWaitMs", default: "50", help: "Redis engine: how long a success waits for its PostgreSQL commit", parse: integer(1, 10_000) },
 ]
 
 export class ConfigError extends Error {}

@@ -9,7 +9,6 @@ import { createEmbeddedEngine } from "./embedded/engine"
 import { openStore } from "./embedded/sqlite"
 import type { Engine } from "./sale/engine"
 import { mkdirSync } from "node:fs"
-import { hostname } from "node:os"
 import { join } from "node:path"
 
 const log = (message: string) => console.log(`${new Date().toISOString()} ${redact(message)}`)
@@ -43,11 +42,17 @@ async function waitFor<T>(what: string, attempt: () => Promise<T>): Promise<T> {
 const config = readConfig()
 const stop = config.redisUrl && config.databaseUrl ? await startRedisEngine(config.redisUrl, config.databaseUrl) : await startEmbeddedEngine()
 
+const stopWithinMs = 9500
 let stopping = false
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   log(`${signal}: no longer accepting; finishing requests in flight`)
+  // Bounded even when PostgreSQL hangs: what is not written by then stays in the journal.
+  setTimeout(() => {
+    log(`stopped after ${stopWithinMs} ms with work unfinished`)
+    process.exit(0)
+  }, stopWithinMs).unref()
   await stop()
   log("stopped")
   process.exit(0)
@@ -62,7 +67,6 @@ function listen(engine: Engine, details: string) {
 }
 
 async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<() => Promise<void>> {
-  const consumer = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`
   const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000, lazyConnect: true } as const
   const redis = new Redis(redisUrl, { ...redisOptions, enableAutoPipelining: true })
   const ledgerRedis = new Redis(redisUrl, redisOptions)
@@ -74,7 +78,7 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
   await waitFor("redis", () => redis.connect())
   await waitFor("redis", () => ledgerRedis.connect())
 
-  const ledger = createLedgerWriter({ redis: ledgerRedis, sql, consumer, log })
+  const ledger = createLedgerWriter({ redis: ledgerRedis, sql, commitWaitMs: config.commitWaitMs, log })
   const engine = createRedisEngine({ redis, sql, ledger, config, log })
   await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
   ledger.start()
@@ -83,8 +87,8 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
   return async () => {
     await app.server!.stop()
     engine.stopMaintenance()
-    await ledger.stop()
-    await Promise.allSettled([sql.end({ timeout: 2 }), redis.quit(), ledgerRedis.quit()])
+    await ledger.stop(6000)
+    await Promise.allSettled([sql.end({ timeout: 1 }), redis.quit(), ledgerRedis.quit()])
   }
 }
 

@@ -10,7 +10,7 @@ const parse = (argv: string[], env: Record<string, string> = both) => {
 
 describe("configuration", () => {
   test("defaults follow the contract", () => {
-    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300 })
+    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, commitWaitMs: 50 })
   })
 
   test("flags override the environment, as --name value or --name=value", () => {

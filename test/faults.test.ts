@@ -8,48 +8,11 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { isolated, scalar, startPostgres, startRedis, until } from "./support/services"
-import { request, startServer, type ServerProcess } from "./support/process"
-import { inFlight, tally } from "./support/harness"
+import { request, type ServerProcess } from "./support/process"
+import { tally } from "./support/harness"
+import { drainedHealth, fixtures, oneSale, shoppers, type Result } from "./support/load"
 
-const cleanups: (() => Promise<unknown>)[] = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {})
-})
-
-async function server(env: Record<string, string>): Promise<ServerProcess> {
-  const s = await startServer(env)
-  cleanups.push(() => s.stop("SIGKILL"))
-  return s
-}
-
-type Result = { status: number; body: any }
-
-/** These tests run on the real clock; a one-year sale keeps a period boundary from splitting the stock mid-test. */
-const oneSale = { SALE_PERIOD_SECONDS: "31536000" }
-
-/** Shoppers who check out random items and buy what they hold, until told to stop or the sale sells out. */
-function shoppers(base: () => string, items: number, log: { checkouts: Result[]; purchases: Result[]; failed: number }) {
-  let running = true
-  const one = (user: string) => async () => {
-    while (running) {
-      try {
-        const held = await request(base(), "POST", `/checkout?user_id=${user}&id=${1 + Math.floor(Math.random() * items)}`)
-        log.checkouts.push(held)
-        if (held.body.error === "sold_out") return
-        if (held.status === 200) log.purchases.push(await request(base(), "POST", `/purchase?code=${held.body.code}`))
-      } catch {
-        log.failed++ // connection refused or reset while the server is down: this attempt's outcome is unknown
-        await Bun.sleep(5)
-      }
-    }
-  }
-  return { run: (n: number) => inFlight(n, Array.from({ length: n }, (_, i) => one(`s${i}`))), stop: () => (running = false) }
-}
-
-const drainedHealth = (base: string) => until("the ledger to drain", async () => {
-  const health = await request(base, "GET", "/health")
-  return health.status === 200 && health.body.checks.ledger.backlog_entries === 0 && health.body.status === "ok"
-}, 30_000)
+const { cleanups, server } = fixtures()
 
 type Log = { checkouts: Result[]; purchases: Result[]; failed: number }
 

@@ -4,6 +4,7 @@ import type Redis from "ioredis"
 import { isolated } from "./support/services"
 import { registerScripts, type Scripts } from "../src/redis/scripts"
 import { saleKeys } from "../src/redis/keys"
+import { recordsOf } from "../src/redis/journal"
 
 const period = 60_000
 const hold = 5_000
@@ -21,10 +22,12 @@ const init = (at = t0, saleId = sale, mode = "rebuild", rest: (string | number)[
 /** Several checkouts in one call: {0, now, then status, code, expiry per request}. */
 const batch = (requests: [string, number, string][], at = t0, saleId = sale) =>
   scripts.checkout(saleKeys(saleId), [at, saleId, period, items, limit, hold, ...requests.flatMap(([user, item, code]) => [item, user, code])])
+/** The reply without the journal entry id (index 2), which Redis chooses. */
+const decided = (reply: (string | number)[]) => [...reply.slice(0, 2), ...reply.slice(3)]
 /** One checkout alone: {status, code, expiry, now}, or the whole reply when the call decided nothing. */
 const checkout = async (user: string, item: number, code = `${sale}.${user}-${item}`, at = t0, saleId = sale) => {
   const reply = await batch([[user, item, code]], at, saleId)
-  return reply[0] === 0 ? [reply[2], reply[3], reply[4], reply[1]] : reply
+  return reply[0] === 0 ? [reply[3], reply[4], reply[5], reply[1]] : reply
 }
 /** Several purchases in one call: {0, now, then status, item, user per code}. */
 const purchases = (codes: string[], at = t0, saleId = sale) => scripts.purchase(saleKeys(saleId), [at, saleId, period, hold, ...codes])
@@ -32,10 +35,11 @@ const purchases = (codes: string[], at = t0, saleId = sale) => scripts.purchase(
 const purchase = async (code: string, at = t0, saleId = sale) => {
   const reply = await purchases([code], at, saleId)
   if (reply.length === 1) return reply
-  return reply[2] === 0 ? [0, reply[3], reply[4], reply[1]] : [reply[2]]
+  return reply[3] === 0 ? [0, reply[4], reply[5], reply[1]] : [reply[3]]
 }
 const status = (at = t0, saleId = sale) => scripts.status(saleKeys(saleId), [at, saleId, period])
-const logged = async () => (await redis.xrange(keys[5]!, "-", "+")).map(([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))))
+/** Every decision in the journal, decoded as the ledger decodes it. */
+const logged = async () => (await redis.xrange(keys[5]!, "-", "+")).flatMap((entry) => recordsOf(sale, entry))
 
 beforeAll(async () => {
   env = await isolated()
@@ -51,7 +55,7 @@ describe("checkout.lua", () => {
   test("grants a hold with the given code and expiry, and logs it", async () => {
     await init()
     expect(await checkout("ann", 1, `${sale}.a`)).toEqual([0, `${sale}.a`, t0 + hold, t0])
-    expect(await logged()).toEqual([{ e: "c", u: "ann", i: "1", o: "reserved", k: `${sale}.a`, x: String(t0 + hold), t: String(t0) }])
+    expect(await logged()).toEqual([{ kind: "checkout", saleId: sale, eventId: expect.any(String), userId: "ann", itemId: 1, outcome: "reserved", code: `${sale}.a`, expiresAt: t0 + hold, at: t0 }])
   })
 
   test("the same user on the same item gets the same code back as repeated, without counting again", async () => {
@@ -132,8 +136,9 @@ describe("checkout.lua with several requests in one call", () => {
   test("decides them in order, each as if alone", async () => {
     await init()
     const reply = await batch([["ann", 1, `${sale}.a`], ["bob", 1, `${sale}.b`], ["ann", 1, `${sale}.c`], ["ann", 2, `${sale}.d`], ["ann", 3, `${sale}.e`], ["bob", 9, `${sale}.f`]])
-    expect(reply).toEqual([0, t0, 0, `${sale}.a`, t0 + hold, -4, "", 0, 1, `${sale}.a`, t0 + hold, 0, `${sale}.d`, t0 + hold, -5, "", 0, -1, "", 0])
-    expect((await logged()).map((e) => e.o)).toEqual(["reserved", "item_reserved", "repeated", "reserved", "user_limit", "unknown_item"])
+    expect(await redis.xlen(keys[5]!)).toBe(1)
+    expect(decided(reply)).toEqual([0, t0, 0, `${sale}.a`, t0 + hold, -4, "", 0, 1, `${sale}.a`, t0 + hold, 0, `${sale}.d`, t0 + hold, -5, "", 0, -1, "", 0])
+    expect((await logged()).map((e) => e.outcome)).toEqual(["reserved", "item_reserved", "repeated", "reserved", "user_limit", "unknown_item"])
     expect(await redis.hmget(keys[4]!, "c_ok", "c_rej", "held")).toEqual(["3", "3", "2"])
   })
 
@@ -151,7 +156,7 @@ describe("purchase.lua", () => {
     await checkout("ann", 2, `${sale}.a`)
     expect(await purchase(`${sale}.a`, t0 + 5)).toEqual([0, 2, "ann", t0 + 5])
     expect(await purchase(`${sale}.a`, t0 + 6)).toEqual([-7])
-    expect((await logged()).slice(1).map((e) => e.o)).toEqual(["purchased", "code_used"])
+    expect((await logged()).slice(1).map((e) => e.outcome)).toEqual(["purchased", "code_used"])
     expect(await redis.hmget(keys[4]!, "sold", "held", "p_ok", "p_rej")).toEqual(["1", "0", "1", "1"])
   })
 
@@ -190,8 +195,8 @@ describe("purchase.lua with several codes in one call", () => {
     await init()
     await checkout("ann", 1, `${sale}.a`)
     await checkout("bob", 2, `${sale}.b`)
-    expect(await purchases([`${sale}.a`, `${sale}.a`, `${sale}.zz`, `${sale}.b`], t0 + 3)).toEqual([0, t0 + 3, 0, 1, "ann", -7, 1, "ann", -6, 0, "", 0, 2, "bob"])
-    expect((await logged()).slice(2).map((e) => e.o)).toEqual(["purchased", "code_used", "code_not_found", "purchased"])
+    expect(decided(await purchases([`${sale}.a`, `${sale}.a`, `${sale}.zz`, `${sale}.b`], t0 + 3))).toEqual([0, t0 + 3, 0, 1, "ann", -7, 1, "ann", -6, 0, "", 0, 2, "bob"])
+    expect((await logged()).slice(2).map((e) => e.outcome)).toEqual(["purchased", "code_used", "code_not_found", "purchased"])
     expect(await redis.hmget(keys[4]!, "sold", "held", "p_ok", "p_rej")).toEqual(["2", "0", "2", "2"])
   })
 

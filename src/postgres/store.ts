@@ -16,14 +16,21 @@ function columnsOf<R, T extends unknown[]>(records: R[], fields: (record: R) => 
   return columns as never
 }
 
-/** Writes the records in one transaction. Each attempt is keyed by (sale_id, event_id), so writing a record again changes nothing. */
-export async function writeRecords(sql: Sql, records: DecisionRecord[]): Promise<void> {
+/**
+ * Writes the records in one transaction. Each attempt is keyed by (sale_id, event_id), so writing a
+ * record again changes nothing. The store itself refuses a second sale of an item: the codes returned
+ * are purchases whose item PostgreSQL already has sold under another code; they are kept as `item_sold`
+ * attempts and must not be answered as sales.
+ */
+export async function writeRecords(sql: Sql, records: DecisionRecord[]): Promise<Set<string>> {
   await ensureSchema(sql)
-  if (records.length === 0) return
+  const refused = new Set<string>()
+  if (records.length === 0) return refused
   const checkouts = records.filter((r) => r.kind === "checkout")
   const purchases = records.filter((r) => r.kind === "purchase")
+  const sold = purchases.filter((r) => r.outcome === "purchased")
   const [cSale, cEvent, cUser, cItem, cOutcome, cCode, cExpires, cAt] = columnsOf(checkouts, (r) => [r.saleId, r.eventId!, r.userId, r.itemId, r.outcome, r.code, msText(r.expiresAt), msText(r.at)])
-  const [pSale, pEvent, pCode, pOutcome, pUser, pItem, pAt] = columnsOf(purchases, (r) => [r.saleId, r.eventId!, r.code, r.outcome, r.userId, r.itemId, msText(r.at)])
+  const [sSale, sItem, sUser, sCode, sAt] = columnsOf(sold, (r) => [r.saleId, r.itemId, r.userId, r.code, msText(r.at)])
   await sql.begin(async (tx) => {
     if (checkouts.length > 0) {
       await tx`insert into checkout_attempts (sale_id, event_id, user_id, item_id, outcome, code, expires_at, created_at)
@@ -31,18 +38,29 @@ export async function writeRecords(sql: Sql, records: DecisionRecord[]): Promise
         from unnest(${cSale}::bigint[], ${cEvent}::text[], ${cUser}::text[], ${cItem}::int[], ${cOutcome}::text[], ${cCode}::text[], ${cExpires}::text[], ${cAt}::text[]) as r(s, e, u, i, o, k, x, t)
         on conflict do nothing`
     }
+    if (sold.length > 0) {
+      const inserted = await tx`insert into purchases (sale_id, item_id, user_id, code, purchased_at)
+        select s, i, u, k, to_timestamp(t::bigint / 1000.0)
+        from unnest(${sSale}::bigint[], ${sItem}::int[], ${sUser}::text[], ${sCode}::text[], ${sAt}::text[]) as r(s, i, u, k, t)
+        on conflict do nothing
+        returning code`
+      if (inserted.length < sold.length) {
+        // Not inserted: either written before (a replay, harmless) or the item is sold under another code.
+        const done = new Set(inserted.map((r) => r.code as string))
+        const missing = sold.map((r) => r.code).filter((code) => !done.has(code))
+        const replayed = new Set((await tx`select code from purchases where code = any(${missing}::text[])`).map((r) => r.code as string))
+        for (const code of missing) if (!replayed.has(code)) refused.add(code)
+      }
+    }
     if (purchases.length > 0) {
+      const [pSale, pEvent, pCode, pOutcome, pUser, pItem, pAt] = columnsOf(purchases, (r) => [r.saleId, r.eventId!, r.code, refused.has(r.code) && r.outcome === "purchased" ? "item_sold" : r.outcome, r.userId, r.itemId, msText(r.at)])
       await tx`insert into purchase_attempts (sale_id, event_id, code, outcome, user_id, item_id, created_at)
         select s, e, k, o, u, i, to_timestamp(t::bigint / 1000.0)
         from unnest(${pSale}::bigint[], ${pEvent}::text[], ${pCode}::text[], ${pOutcome}::text[], ${pUser}::text[], ${pItem}::int[], ${pAt}::text[]) as r(s, e, k, o, u, i, t)
         on conflict do nothing`
-      await tx`insert into purchases (sale_id, item_id, user_id, code, purchased_at)
-        select s, i, u, k, to_timestamp(t::bigint / 1000.0)
-        from unnest(${pSale}::bigint[], ${pCode}::text[], ${pOutcome}::text[], ${pUser}::text[], ${pItem}::int[], ${pAt}::text[]) as r(s, k, o, u, i, t)
-        where o = 'purchased'
-        on conflict do nothing`
     }
   })
+  return refused
 }
 
 /** What PostgreSQL kept of one sale, with the holds still live at `nowMs`. */

@@ -11,9 +11,11 @@ import { defaultRetentionMs } from "../sale/clock"
 import { newCode, saleOfCode } from "../sale/codes"
 import { UnavailableError, type CheckoutResult, type Engine, type Health, type PurchaseResult, type SaleStatus } from "../sale/engine"
 import { checkoutOutcome, control, purchaseOutcome } from "../sale/outcomes"
+import type { DecisionRecord, PurchaseRecord } from "../sale/records"
 import { batcher } from "./batcher"
 import { saleKeys, statsKey } from "./keys"
-import type { LedgerWriter } from "./ledger"
+import { eventId } from "./journal"
+import type { Kept, LedgerWriter } from "./ledger"
 import { createLifecycle } from "./lifecycle"
 import { registerScripts, unavailable } from "./scripts"
 
@@ -69,24 +71,38 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     throw new UnavailableError("the current sale is changing; try again")
   }
 
-  const checkoutBatched = batcher<{ userId: string; itemId: number }, CheckoutResult>(async (batch) => {
+  /**
+   * Hands a script call's records to the ledger. A success that changed the sale is answered once it is
+   * committed (or the commit wait is over); refusals and repeats are answered at once and kept anyway.
+   */
+  function answer<R>(saleId: number, entryId: string, records: DecisionRecord[], results: R[], waits: (record: DecisionRecord) => boolean, afterCommit: (result: R, record: DecisionRecord, kept: Kept) => R): (R | Promise<R>)[] {
+    const kept = ledger.keep(saleId, entryId, records)
+    return results.map((result, i) => (waits(records[i]!) ? kept.then((k) => afterCommit(result, records[i]!, k)) : result))
+  }
+
+  const checkoutBatched = batcher<{ userId: string; itemId: number }, CheckoutResult | Promise<CheckoutResult>>(async (batch) => {
     const [saleId, reply] = await decide("checkout", (saleId) => {
       const args: (string | number)[] = [sale.nowArg(), saleId, periodMs, config.saleItems, config.userLimit, holdMs]
       for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId))
       return args
     })
-    return batch.map((w, i) => {
-      const outcome = checkoutOutcome(Number(reply[2 + 3 * i]))
-      return outcome === "reserved" || outcome === "repeated"
-        ? { ok: true, repeated: outcome === "repeated", code: String(reply[3 + 3 * i]), saleId, itemId: w.itemId, expiresAt: Number(reply[4 + 3 * i]) }
-        : { ok: false, error: outcome }
+    const at = Number(reply[1])
+    const entryId = String(reply[2])
+    const records: DecisionRecord[] = []
+    const results = batch.map((w, i): CheckoutResult => {
+      const outcome = checkoutOutcome(Number(reply[3 + 3 * i]))
+      const code = String(reply[4 + 3 * i])
+      const expiresAt = Number(reply[5 + 3 * i])
+      records.push({ kind: "checkout", saleId, eventId: eventId(entryId, i), userId: w.userId, itemId: w.itemId, outcome, code: code || null, expiresAt: expiresAt || null, at })
+      return outcome === "reserved" || outcome === "repeated" ? { ok: true, repeated: outcome === "repeated", code, saleId, itemId: w.itemId, expiresAt } : { ok: false, error: outcome }
     })
+    return answer(saleId, entryId, records, results, (r) => r.outcome === "reserved", (result) => result)
   })
 
-  const checkout = (userId: string, itemId: number) => checkoutBatched({ userId, itemId })
+  const checkout = async (userId: string, itemId: number) => checkoutBatched({ userId, itemId })
 
   /** Purchases of one sale, decided together (lua/purchase.lua), rebuilding the sale first if Redis lost it. */
-  async function purchaseBatch(saleId: number, codes: string[]): Promise<PurchaseResult[]> {
+  async function purchaseBatch(saleId: number, codes: string[]): Promise<(PurchaseResult | Promise<PurchaseResult>)[]> {
     for (let attempt = 0; attempt < attempts; attempt++) {
       const reply = await scripts.purchase(saleKeys(saleId), [sale.nowArg(), saleId, periodMs, holdMs, ...codes]).catch(unavailable)
       const status = Number(reply[0])
@@ -95,30 +111,41 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
         continue
       }
       if (status !== 0) return codes.map(() => ({ ok: false, error: purchaseOutcome(status) as "code_not_found" }))
-      const purchasedAt = Number(reply[1])
-      return codes.map((_, i) => {
-        const outcome = purchaseOutcome(Number(reply[2 + 3 * i]))
-        return outcome === "purchased" ? { ok: true, saleId, itemId: Number(reply[3 + 3 * i]), userId: String(reply[4 + 3 * i]), purchasedAt } : { ok: false, error: outcome }
+      const at = Number(reply[1])
+      const entryId = String(reply[2])
+      const records: DecisionRecord[] = []
+      const results = codes.map((code, i): PurchaseResult => {
+        const outcome = purchaseOutcome(Number(reply[3 + 3 * i]))
+        const itemId = Number(reply[4 + 3 * i]) || null
+        const userId = String(reply[5 + 3 * i]) || null
+        records.push({ kind: "purchase", saleId, eventId: eventId(entryId, i), code, outcome, userId, itemId, at })
+        return outcome === "purchased" ? { ok: true, saleId, itemId: itemId!, userId: userId!, purchasedAt: at } : { ok: false, error: outcome }
+      })
+      return answer(saleId, entryId, records, results, (r) => r.outcome === "purchased", (result, record, kept) => {
+        if (!kept.refused.has((record as PurchaseRecord).code)) return result
+        // PostgreSQL has this item sold under another code (Redis lost a sale and sold it again): not a sale.
+        sale.resync(saleId).catch(() => {})
+        return { ok: false, error: "item_sold" }
       })
     }
     throw new UnavailableError("the sale is being rebuilt; try again")
   }
 
   /** One queue per sale with purchases waiting; a queue goes once idle, since clients name the sale in the code. */
-  const purchaseQueues = new Map<number, (code: string) => Promise<PurchaseResult>>()
+  const purchaseQueues = new Map<number, (code: string) => Promise<PurchaseResult | Promise<PurchaseResult>>>()
 
   function purchase(code: string): Promise<PurchaseResult> {
     const saleId = saleOfCode(code)
     if (saleId === undefined) return Promise.resolve({ ok: false, error: "code_not_found" })
     let queue = purchaseQueues.get(saleId)
     if (!queue) {
-      queue = batcher<string, PurchaseResult>(
+      queue = batcher<string, PurchaseResult | Promise<PurchaseResult>>(
         (codes) => purchaseBatch(saleId, codes),
         () => purchaseQueues.delete(saleId),
       )
       purchaseQueues.set(saleId, queue)
     }
-    return queue(code)
+    return queue(code) as Promise<PurchaseResult>
   }
 
   async function status(): Promise<SaleStatus> {

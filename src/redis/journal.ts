@@ -1,52 +1,68 @@
 /**
- * The journal: each sale's Redis stream, to which the script that decides appends the decision in the
- * same atomic step, so that nothing decided can be lost before PostgreSQL has it.
+ * The journal: each sale's Redis stream. The script that decides appends its whole batch as one entry
+ * in the same atomic step as the decision, so nothing answered can be lost before PostgreSQL has it.
+ * The instance that made the call writes the records to PostgreSQL from memory and then deletes the
+ * entry (redis/ledger.ts); the journal is read only to recover what an instance never committed.
  *
- * One entry per decision (written by lua/checkout.lua and lua/purchase.lua), its fields:
- *   e  event kind: "c" checkout attempt, "p" purchase attempt
- *   u  user id ("" for a purchase of an unknown code)
- *   i  item id as requested ("" for a purchase of an unknown code)
- *   o  outcome name (sale/outcomes.ts)
- *   k  code: granted or repeated hold (checkout, "" when refused), or the code presented (purchase)
- *   x  hold expiry, Unix ms (checkout; "" when refused)
- *   t  decision time, Unix ms (Redis TIME)
- * The entry id (Redis's, "<ms>-<seq>") is the record's event_id in PostgreSQL.
+ * An entry's fields:
+ *   e  kind: "c" a batch of checkout attempts, "p" a batch of purchase attempts
+ *   t  decision time, Unix ms (Redis TIME), shared by the batch
+ *   d  the decisions, one per line, fields separated by one space (user ids and codes hold neither):
+ *        checkout: item_id user_id status code expires_ms   (code and expiry empty when refused)
+ *        purchase: code status item_id user_id              (item and user empty for an unknown code)
+ *      status is the number of the outcome (sale/outcomes.ts).
+ * Decision i of entry "<ms>-<seq>" is kept with event_id "<ms>-<seq * 1000 + i>": unique within the
+ * sale (a batch is at most 256 decisions), ordered as decided, and the same however often it is written.
+ * Entries of an older server (one decision per entry: e, u, i, o, k, x, t) are read too.
  */
 import type Redis from "ioredis"
-import type { CheckoutOutcome, PurchaseOutcome } from "../sale/outcomes"
+import { checkoutOutcome, purchaseOutcome, type CheckoutOutcome, type PurchaseOutcome } from "../sale/outcomes"
 import type { DecisionRecord } from "../sale/records"
 import { logKey, saleRegistryKey } from "./keys"
 
 export type StreamEntry = [id: string, fields: string[] | null]
 
-/** The record an entry holds, or undefined for an entry deleted before it was acknowledged (it has no fields). */
-export function recordOf(saleId: number, [id, fields]: StreamEntry): DecisionRecord | undefined {
+/** The event id of decision `index` of journal entry `entryId`. */
+export function eventId(entryId: string, index: number): string {
+  const dash = entryId.indexOf("-")
+  return `${entryId.slice(0, dash)}-${Number(entryId.slice(dash + 1)) * 1000 + index}`
+}
+
+const optional = (value: string | undefined) => (value ? value : null)
+
+/** The records an entry holds (none for an entry deleted while a reader held its id: it has no fields). */
+export function recordsOf(saleId: number, [id, fields]: StreamEntry): DecisionRecord[] {
   const f: Record<string, string> = {}
   for (let i = 0; fields && i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
-  const optional = (value: string | undefined) => (value ? value : null)
-  if (f.e === "c") {
-    return { kind: "checkout", saleId, eventId: id, userId: f.u!, itemId: Number(f.i), outcome: f.o as CheckoutOutcome, code: optional(f.k), expiresAt: f.x ? Number(f.x) : null, at: Number(f.t) }
-  }
-  if (f.e === "p") {
-    return { kind: "purchase", saleId, eventId: id, code: f.k!, outcome: f.o as PurchaseOutcome, userId: optional(f.u), itemId: f.i ? Number(f.i) : null, at: Number(f.t) }
-  }
-  return undefined
+  if (f.d === undefined) return legacyRecord(saleId, id, f)
+  const at = Number(f.t)
+  return f.d.split("\n").map((line, i): DecisionRecord => {
+    const p = line.split(" ")
+    if (f.e === "c") {
+      return { kind: "checkout", saleId, eventId: eventId(id, i), itemId: Number(p[0]), userId: p[1]!, outcome: checkoutOutcome(Number(p[2])), code: optional(p[3]), expiresAt: p[4] ? Number(p[4]) : null, at }
+    }
+    return { kind: "purchase", saleId, eventId: eventId(id, i), code: p[0]!, outcome: purchaseOutcome(Number(p[1])), itemId: p[2] ? Number(p[2]) : null, userId: optional(p[3]), at }
+  })
+}
+
+function legacyRecord(saleId: number, id: string, f: Record<string, string>): DecisionRecord[] {
+  if (f.e === "c") return [{ kind: "checkout", saleId, eventId: id, userId: f.u!, itemId: Number(f.i), outcome: f.o as CheckoutOutcome, code: optional(f.k), expiresAt: f.x ? Number(f.x) : null, at: Number(f.t) }]
+  if (f.e === "p") return [{ kind: "purchase", saleId, eventId: id, code: f.k!, outcome: f.o as PurchaseOutcome, userId: optional(f.u), itemId: f.i ? Number(f.i) : null, at: Number(f.t) }]
+  return []
 }
 
 export type Backlog = { entries: number; oldestAgeMs: number }
 
-/** Entries in every registered sale's journal (decisions not yet in PostgreSQL), and the age of the oldest. */
-export async function journalBacklog(redis: Pick<Redis, "smembers" | "pipeline">): Promise<Backlog> {
+/** Entries in every registered sale's journal (script calls not yet in PostgreSQL), and the age of the oldest. */
+export async function journalBacklog(redis: Pick<Redis, "smembers" | "xlen" | "xrange">): Promise<Backlog> {
   const sales = (await redis.smembers(saleRegistryKey)).map(Number)
-  const pipeline = redis.pipeline()
-  for (const saleId of sales) pipeline.xlen(logKey(saleId)).xrange(logKey(saleId), "-", "+", "COUNT", 1)
-  const replies = (await pipeline.exec()) ?? []
+  // One command per journal, not one pipeline: on a cluster the journals live on different nodes.
+  const replies = await Promise.all(sales.map(async (saleId) => [await redis.xlen(logKey(saleId)), await redis.xrange(logKey(saleId), "-", "+", "COUNT", 1)] as const))
   let entries = 0
   let oldest = Infinity
-  for (let i = 0; i < replies.length; i += 2) {
-    entries += Number(replies[i]![1] ?? 0)
-    const first = replies[i + 1]![1] as StreamEntry[] | null
-    if (first?.[0]) oldest = Math.min(oldest, Number(first[0][0].split("-")[0]))
+  for (const [length, first] of replies) {
+    entries += length
+    if (first[0]) oldest = Math.min(oldest, Number(first[0][0].split("-")[0]))
   }
   return { entries, oldestAgeMs: entries > 0 && oldest !== Infinity ? Math.max(0, Date.now() - oldest) : 0 }
 }

@@ -15,8 +15,8 @@ export const usersKey = (saleId: number) => `{sale:${saleId}}:users`
 /** The sale's journal (redis/journal.ts). */
 export const logKey = (saleId: number) => `{sale:${saleId}}:log`
 
-/** Set of sale ids whose journal the ledger drains. */
-export const saleRegistryKey = "flashsale:sales"
+/** Held briefly by the instance that recovers a sale's journal, so that instances do not all do the same work. */
+export const drainLockKey = (saleId: number) => `{sale:${saleId}}:drain`
 
-/** The consumer group through which the ledger reads each journal. */
-export const ledgerGroup = "ledger"
+/** Set of sale ids whose journal the ledger recovers. */
+export const saleRegistryKey = "flashsale:sales"

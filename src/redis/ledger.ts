@@ -1,195 +1,181 @@
 /**
- * The ledger: drains every sale's journal (redis/journal.ts) into PostgreSQL.
+ * The ledger: gets every decision into PostgreSQL, and tells the engine when a success may be answered.
  *
- * It reads the journals through a consumer group, writes a batch in one transaction
- * (idempotently: each record is keyed by its entry id), and only then acknowledges
- * and deletes the entries. A crash at any point leaves the entries pending, and they
- * are written again by this process or claimed by another. So a journal's length is
- * exactly the backlog not yet in PostgreSQL.
+ * Group commit from memory: the engine hands over the records of each script call together with the
+ * id of the journal entry the script wrote (redis/journal.ts). Whatever is queued while a commit is in
+ * flight goes into the next one, so many decisions share one commit. After the commit the entries are
+ * deleted from the journal. A success is answered once its commit is done, or after `commitWaitMs`
+ * if PostgreSQL is slow or down: then it rests on the journal in Redis.
+ *
+ * Recovery from the journal: entries older than `claimAfterMs` were never committed by the instance
+ * that wrote them (it died, or PostgreSQL was down). Every instance looks for such entries once a
+ * second and writes them; writing a record twice changes nothing, so a race between instances is
+ * harmless, and a short per-sale lock keeps them from doing the same work.
  */
 import type Redis from "ioredis"
 import type { Sql } from "postgres"
-import { writeRecords } from "../postgres/store"
+import { ping, writeRecords } from "../postgres/store"
 import type { DecisionRecord } from "../sale/records"
-import { journalBacklog, recordOf, type Backlog, type StreamEntry } from "./journal"
-import { ledgerGroup, logKey, saleRegistryKey } from "./keys"
+import { journalBacklog, recordsOf, type Backlog, type StreamEntry } from "./journal"
+import { drainLockKey, logKey, saleRegistryKey } from "./keys"
 
-type Entry = { key: string; id: string; record: DecisionRecord | undefined }
-type StreamReply = [string, StreamEntry[]][] | null
-
-export type LedgerWriterOptions = {
+export type LedgerOptions = {
   redis: Redis
   sql: Sql
-  /** This process's name in the consumer group. */
-  consumer: string
-  /** Entries read from one stream per round. */
-  batchSize?: number
-  /** Entries pending this long in another consumer are taken over (its process is presumed dead). */
-  claimIdleMs?: number
+  /** How long a success waits for its commit before it is answered from the journal. */
+  commitWaitMs?: number
+  /** A commit that takes longer counts as failed: PostgreSQL is down for the engine until a write succeeds. */
+  commitTimeoutMs?: number
+  /** Journal entries this old belong to no live commit and are recovered from the journal. */
+  claimAfterMs?: number
   log?: (message: string) => void
 }
 
-/** Creates the ledger's consumer group on a sale's stream (and the stream), from its first entry; already there is fine. */
-export async function ensureLedgerGroup(redis: Pick<Redis, "xgroup">, saleId: number): Promise<void> {
-  await redis.xgroup("CREATE", logKey(saleId), ledgerGroup, "0", "MKSTREAM").catch((error: Error) => {
-    if (!error.message.includes("BUSYGROUP")) throw error
-  })
-}
+/** What became of a script call's records: in PostgreSQL, or (not yet) only in the journal. */
+export type Kept = { committed: boolean; refused: Set<string> }
 
 export type LedgerWriter = {
+  /** Queues the records of the script call that wrote journal entry `entryId`; resolves on commit, or after commitWaitMs at the latest. */
+  keep(saleId: number, entryId: string, records: DecisionRecord[]): Promise<Kept>
+  /** Writes every entry of this sale's journal to PostgreSQL and deletes it (before a rebuild reads PostgreSQL). */
+  drainSale(saleId: number): Promise<void>
+  readonly commitWaitMs: number
   start(): void
-  /** Starts draining this sale's stream now, rather than at the next read of the sales set. */
-  track(saleId: number): void
-  /** Stops draining this sale's stream (its keys are gone). */
-  untrack(saleId: number): void
-  /** Stops reading new entries after writing everything already in the streams (bounded by timeoutMs). */
+  /** Commits what is queued, bounded by timeoutMs; what is left stays in the journal. */
   stop(timeoutMs?: number): Promise<void>
   backlog(): Promise<Backlog>
-  /** Whether the last write to PostgreSQL (or the last attempt) succeeded, and its error if not. */
+  /** Whether the last write to PostgreSQL succeeded, and its error if not. */
   postgres(): { up: boolean; error?: string }
 }
 
-const idleMs = 10
-const claimEveryMs = 1000
-const salesRefreshMs = 1000
+type Queued = { saleId: number; entryId: string; records: DecisionRecord[]; settle: (kept: Kept) => void }
 
-export function createLedgerWriter(options: LedgerWriterOptions): LedgerWriter {
-  const { redis, sql, consumer, batchSize = 2000, claimIdleMs = 5000, log = console.log } = options
-  let running = false
-  let loop: Promise<void> = Promise.resolve()
-  let pendingFirst = true
-  let lastClaim = 0
+const drainEveryMs = 1000
+const drainBatch = 500
+const notCommitted: Kept = { committed: false, refused: new Set() }
+
+export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
+  const { redis, sql, commitWaitMs = 50, commitTimeoutMs = 5000, claimAfterMs = 5000, log = console.log } = options
+  let queue: Queued[] = []
+  let committing: Promise<void> | undefined
   let pg: { up: boolean; error?: string } = { up: true }
-  const grouped = new Set<number>()
+  let timer: ReturnType<typeof setInterval> | undefined
+  let draining = false
+  const lockToken = crypto.randomUUID()
 
-  let sales: number[] = []
-  let salesReadAt = 0
-
-  /** The sales whose streams to drain, re-read once a second (a new sale is registered well before it starts). */
-  async function activeSales(): Promise<number[]> {
-    if (Date.now() - salesReadAt < salesRefreshMs) return sales
-    sales = (await redis.smembers(saleRegistryKey)).map(Number)
-    salesReadAt = Date.now()
-    for (const saleId of sales) {
-      if (grouped.has(saleId)) continue
-      await ensureLedgerGroup(redis, saleId)
-      grouped.add(saleId)
-    }
-    return sales
+  function wentDown(error: unknown): void {
+    const message = (error as Error)?.message ?? String(error)
+    if (pg.up) log(`ledger: cannot write to PostgreSQL (${message}); the sale goes on and the journal keeps every decision in Redis`)
+    pg = { up: false, error: message }
   }
 
-  async function read(sales: number[], from: ">" | "0"): Promise<Entry[]> {
-    const pipeline = redis.pipeline()
-    for (const saleId of sales) pipeline.xreadgroup("GROUP", ledgerGroup, consumer, "COUNT", batchSize, "STREAMS", logKey(saleId), from)
-    const replies = (await pipeline.exec()) ?? []
-    const entries: Entry[] = []
-    replies.forEach(([error, reply], index) => {
-      if (error) {
-        grouped.delete(sales[index]!)
-        salesReadAt = 0
-        throw error
-      }
-      for (const [key, items] of (reply as StreamReply) ?? []) {
-        for (const item of items) entries.push({ key, id: item[0], record: recordOf(sales[index]!, item) })
-      }
-    })
-    return entries
+  function cameUp(): void {
+    if (!pg.up) log("ledger: PostgreSQL is back, draining the journal")
+    pg = { up: true }
   }
 
-  async function claim(sales: number[]): Promise<Entry[]> {
-    const entries: Entry[] = []
-    for (const saleId of sales) {
-      const key = logKey(saleId)
-      const [, items] = (await redis.xautoclaim(key, ledgerGroup, consumer, claimIdleMs, "0-0", "COUNT", batchSize)) as [string, StreamEntry[]]
-      for (const item of items) entries.push({ key, id: item[0], record: recordOf(saleId, item) })
-    }
-    if (entries.length > 0) log(`ledger: took over ${entries.length} entries left pending by a stopped instance`)
-    return entries
-  }
-
-  async function ack(entries: Entry[]): Promise<void> {
-    const byKey = new Map<string, string[]>()
-    for (const { key, id } of entries) {
-      const ids = byKey.get(key)
-      if (ids) ids.push(id)
-      else byKey.set(key, [id])
-    }
-    await Promise.all([...byKey].map(([key, ids]) => redis.multi().xack(key, ledgerGroup, ...ids).xdel(key, ...ids).exec()))
-  }
-
-  async function writeToPostgres(entries: Entry[]): Promise<void> {
+  /** Writes records, failing after commitTimeoutMs (a stalled PostgreSQL must not hold the engine). */
+  async function write(records: DecisionRecord[]): Promise<Set<string>> {
+    let timeout: ReturnType<typeof setTimeout> | undefined
+    const stalled = new Promise<never>((_, reject) => (timeout = setTimeout(() => reject(new Error(`no commit within ${commitTimeoutMs} ms`)), commitTimeoutMs)))
     try {
-      // An entry deleted before it was acknowledged has no record: acknowledge it, write nothing.
-      await writeRecords(sql, entries.flatMap((e) => (e.record ? [e.record] : [])))
-      if (!pg.up) log("ledger: PostgreSQL is back, draining the backlog")
-      pg = { up: true }
+      const refused = await Promise.race([writeRecords(sql, records), stalled])
+      cameUp()
+      for (const code of refused) log(`ledger: PostgreSQL refused a second sale of the item bought with code ${code}`)
+      return refused
     } catch (error) {
-      if (pg.up) log(`ledger: cannot write to PostgreSQL (${(error as Error).message}); the sale goes on and the backlog waits in Redis`)
-      pg = { up: false, error: (error as Error).message }
+      wentDown(error)
       throw error
+    } finally {
+      clearTimeout(timeout)
     }
   }
 
-  /** One round: own pending entries first (after a failure), then new ones, then entries abandoned by dead instances. */
-  async function round(): Promise<number> {
-    const sales = await activeSales()
-    let entries: Entry[] = []
-    if (pendingFirst) {
-      entries = await read(sales, "0")
-      pendingFirst = entries.length > 0
-    }
-    if (entries.length === 0) entries = await read(sales, ">")
-    if (entries.length === 0 && Date.now() - lastClaim > claimEveryMs) {
-      lastClaim = Date.now()
-      entries = await claim(sales)
-    }
-    if (entries.length === 0) return 0
-    await writeToPostgres(entries)
-    await ack(entries)
-    return entries.length
+  /** Deletes committed entries, one command per journal (a journal is one slot). A failure only delays them: recovery rewrites them harmlessly. */
+  async function forgetEntries(entries: { saleId: number; entryId: string }[]): Promise<void> {
+    const bySale = new Map<number, string[]>()
+    for (const { saleId, entryId } of entries) bySale.set(saleId, [...(bySale.get(saleId) ?? []), entryId])
+    await Promise.all([...bySale].map(([saleId, ids]) => redis.xdel(logKey(saleId), ...ids).catch(() => 0)))
   }
 
-  async function run(): Promise<void> {
-    let backoff = 50
-    while (running) {
+  async function commitQueued(): Promise<void> {
+    while (queue.length > 0) {
+      const batch = queue
+      queue = []
+      let kept: Kept
       try {
-        if ((await round()) === 0) await Bun.sleep(idleMs)
-        backoff = 50
+        kept = { committed: true, refused: await write(batch.flatMap((q) => q.records)) }
       } catch {
-        pendingFirst = true
-        await Bun.sleep(backoff)
-        backoff = Math.min(backoff * 2, 1000)
+        kept = notCommitted
       }
+      for (const q of batch) q.settle(kept)
+      if (kept.committed) await forgetEntries(batch)
+    }
+  }
+
+  function keep(saleId: number, entryId: string, records: DecisionRecord[]): Promise<Kept> {
+    // While PostgreSQL is down the journal holds everything; recovery writes it once a write succeeds again.
+    if (!pg.up) return Promise.resolve(notCommitted)
+    return new Promise((resolve) => {
+      const timeout = setTimeout(() => resolve(notCommitted), commitWaitMs)
+      queue.push({ saleId, entryId, records, settle: (kept) => (clearTimeout(timeout), resolve(kept)) })
+      committing ??= commitQueued().finally(() => (committing = undefined))
+    })
+  }
+
+  /** Writes and deletes journal entries of one sale up to `end` (an entry id or "+"), a chunk at a time. */
+  async function drainJournal(saleId: number, end: string): Promise<number> {
+    let total = 0
+    for (;;) {
+      const entries = (await redis.xrange(logKey(saleId), "-", end, "COUNT", drainBatch)) as StreamEntry[]
+      if (entries.length === 0) return total
+      await write(entries.flatMap((entry) => recordsOf(saleId, entry)))
+      await redis.xdel(logKey(saleId), ...entries.map(([id]) => id))
+      total += entries.length
+      if (entries.length < drainBatch) return total
+    }
+  }
+
+  /** Recovers, for every sale, the entries no live commit will write. */
+  async function recover(): Promise<void> {
+    if (!pg.up) {
+      const probe = await ping(sql, commitTimeoutMs)
+      if (probe.status !== "ok") return wentDown(probe.error)
+      cameUp()
+    }
+    const cutoff = String(Date.now() - claimAfterMs)
+    for (const saleId of (await redis.smembers(saleRegistryKey)).map(Number)) {
+      const [oldest] = (await redis.xrange(logKey(saleId), "-", cutoff, "COUNT", 1)) as StreamEntry[]
+      if (!oldest) continue
+      if ((await redis.set(drainLockKey(saleId), lockToken, "PX", 2 * drainEveryMs, "NX")) !== "OK") continue
+      const recovered = await drainJournal(saleId, cutoff)
+      if (recovered > 0) log(`ledger: wrote ${recovered} journal entries of sale ${saleId} that no running instance had committed`)
     }
   }
 
   return {
-    track(saleId) {
-      if (!sales.includes(saleId)) sales = [...sales, saleId]
-    },
-    untrack(saleId) {
-      sales = sales.filter((s) => s !== saleId)
-      grouped.delete(saleId)
+    keep,
+    commitWaitMs,
+    async drainSale(saleId) {
+      await drainJournal(saleId, "+")
     },
     start() {
-      if (running) return
-      running = true
-      loop = run()
+      timer ??= setInterval(() => {
+        if (draining) return
+        draining = true
+        recover()
+          .catch(() => {})
+          .finally(() => (draining = false))
+      }, drainEveryMs)
     },
-    async stop(timeoutMs = 10_000) {
-      running = false
-      await loop
-      const deadline = Date.now() + timeoutMs
-      pendingFirst = true
-      while (Date.now() < deadline) {
-        try {
-          if ((await round()) === 0 && !pendingFirst) return
-        } catch {
-          pendingFirst = true
-          await Bun.sleep(100)
-        }
-      }
-      log("ledger: stopped with entries still in Redis; the next instance will write them")
+    async stop(timeoutMs = 8000) {
+      clearInterval(timer)
+      timer = undefined
+      let deadline: ReturnType<typeof setTimeout> | undefined
+      const late = new Promise<"late">((resolve) => (deadline = setTimeout(() => resolve("late"), timeoutMs)))
+      const done = await Promise.race([committing ?? Promise.resolve(), late])
+      clearTimeout(deadline)
+      if (done === "late") log("ledger: stopped with decisions not yet in PostgreSQL; they stay in the journal for another instance or the next start")
     },
     backlog: () => journalBacklog(redis),
     postgres: () => pg,

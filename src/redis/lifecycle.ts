@@ -8,7 +8,7 @@ import { loadSale } from "../postgres/store"
 import { saleForgottenAtMs, saleIdAt } from "../sale/clock"
 import { UnavailableError } from "../sale/engine"
 import { emptySnapshot, type SaleSnapshot } from "../sale/records"
-import { ensureLedgerGroup, type LedgerWriter } from "./ledger"
+import type { LedgerWriter } from "./ledger"
 import { logKey, saleKeys, saleRegistryKey, statsKey } from "./keys"
 import type { Scripts } from "./scripts"
 
@@ -26,6 +26,9 @@ export type LifecycleOptions = {
 }
 
 export type Lifecycle = ReturnType<typeof createLifecycle>
+
+/** Beyond the commit wait, for an answer already decided but still on its way out of another instance. */
+const commitWaitMarginMs = 100
 
 export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, now, log }: LifecycleOptions) {
   const rebuilding = new Map<number, Promise<void>>()
@@ -58,11 +61,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     return args
   }
 
-  async function register(saleId: number): Promise<void> {
-    await ensureLedgerGroup(redis, saleId)
-    await redis.sadd(saleRegistryKey, saleId)
-    ledger.track(saleId)
-  }
+  const register = (saleId: number) => redis.sadd(saleRegistryKey, saleId)
 
   /** Initialises a sale that has not started yet: nothing can have happened in it, so PostgreSQL is not needed. */
   async function initEmpty(saleId: number): Promise<void> {
@@ -70,7 +69,11 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     await scripts.initSale(saleKeys(saleId), initArgs(saleId, "empty", emptySnapshot()))
   }
 
-  /** Rebuilds a sale from PostgreSQL; concurrent callers share one rebuild. */
+  /**
+   * Rebuilds a sale from PostgreSQL; concurrent callers share one rebuild. First what the journal still
+   * holds goes into PostgreSQL, then the rebuild waits out the longest any instance waits for a commit
+   * before answering: a success answered by then is committed, so the rebuilt sale has it.
+   */
   function rebuild(saleId: number): Promise<void> {
     const running = rebuilding.get(saleId)
     if (running) return running
@@ -78,6 +81,8 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
       await register(saleId)
       let snapshot: SaleSnapshot
       try {
+        await ledger.drainSale(saleId)
+        await Bun.sleep(ledger.commitWaitMs + commitWaitMarginMs)
         snapshot = await loadSale(sql, saleId, estimatedNow())
       } catch (error) {
         throw new UnavailableError(`sale ${saleId} must be rebuilt from PostgreSQL, which is unreachable: ${(error as Error).message}`, 2)
@@ -100,7 +105,6 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
   /** Deletes a sale's keys and stops draining its journal; only for a sale whose journal is empty and whose holds are long over. */
   async function forget(saleId: number): Promise<void> {
     await redis.srem(saleRegistryKey, saleId)
-    ledger.untrack(saleId)
     await redis.del(...saleKeys(saleId))
   }
 
@@ -126,5 +130,11 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     }
   }
 
-  return { nowArg, estimatedNow, currentSale, syncClock, rebuild, prepare, forget, maintain }
+  /** Makes every instance rebuild this sale from PostgreSQL: Redis and the store disagree about it. */
+  async function resync(saleId: number): Promise<void> {
+    log(`sale ${saleId}: Redis and PostgreSQL disagree; rebuilding it from PostgreSQL`)
+    await redis.del(statsKey(saleId))
+  }
+
+  return { nowArg, estimatedNow, currentSale, syncClock, rebuild, resync, prepare, forget, maintain }
 }

@@ -7,7 +7,7 @@ export type CheckoutResult =
 
 export type PurchaseResult =
   | { ok: true; saleId: number; userId: string; itemId: number; purchasedAt: number }
-  | { ok: false; error: Exclude<PurchaseOutcome, "purchased"> }
+  | { ok: false; error: Exclude<PurchaseOutcome, "purchased"> | "item_sold" }
 
 export type SaleStatus = {
   saleId: number

@@ -26,7 +26,7 @@ type Kept = { query(text: string): Promise<Record<string, any>[]>; drained(): Pr
 async function redisEngine(config: SaleConfig, now: () => number): Promise<{ engine: Engine; kept: Kept }> {
   const env = await isolated()
   const ledgerRedis = new Redis(env.redisUrl)
-  const ledger = createLedgerWriter({ redis: ledgerRedis, sql: env.sql, consumer: "test", claimIdleMs: 500, log: () => {} })
+  const ledger = createLedgerWriter({ redis: ledgerRedis, sql: env.sql, claimAfterMs: 500, log: () => {} })
   const engine = createRedisEngine({ redis: env.redis, sql: env.sql, ledger, config, now, log: () => {} })
   await engine.prepare()
   ledger.start()

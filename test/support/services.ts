@@ -80,7 +80,31 @@ function postgresBin(): string {
   throw new Error("PostgreSQL server binaries not found: install postgresql (apt-get install postgresql)")
 }
 
-export type PostgresServer = { url: string; pid(): number | undefined; stop(): Promise<void>; halt(): Promise<void>; start(): Promise<void> }
+export type PostgresServer = {
+  url: string
+  pid(): number | undefined
+  stop(): Promise<void>
+  halt(): Promise<void>
+  start(): Promise<void>
+  /** SIGSTOP / SIGCONT to the postmaster and every backend: a PostgreSQL that accepts connections and answers nothing. */
+  signal(signal: "SIGSTOP" | "SIGCONT"): void
+}
+
+/** The pid and every descendant of it, from /proc. */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8")
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)])
+    } catch {}
+  }
+  const out = [root]
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []))
+  return out
+}
 
 /** initdb into a temp dir and start postgres on a free port; halt()/start() stop it and bring it back with its data. */
 export async function startPostgres(): Promise<PostgresServer> {
@@ -100,10 +124,14 @@ export async function startPostgres(): Promise<PostgresServer> {
   const start = () => run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "postgres.log"), "-o", options, "-w", "-t", "30", "start"])
   const halt = () => run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
   await start()
+  const pid = () => (existsSync(join(data, "postmaster.pid")) ? Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]) : undefined)
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     /** The postmaster's pid, from its pid file. */
-    pid: () => (existsSync(join(data, "postmaster.pid")) ? Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]) : undefined),
+    pid,
+    signal(signal) {
+      for (const p of processTree(pid()!)) process.kill(p, signal)
+    },
     start,
     halt,
     async stop() {

@@ -1,0 +1,131 @@
+/**
+ * Durable before answered (Redis + PostgreSQL engine): a success is in PostgreSQL when it is answered,
+ * so a Redis that comes back empty loses nothing that was answered; PostgreSQL itself refuses a second
+ * sale of an item; a PostgreSQL that stops answering neither stalls the sale nor its graceful stop.
+ */
+import { expect, test } from "bun:test"
+import postgres from "postgres"
+import { writeRecords } from "../src/postgres/store"
+import type { PurchaseRecord } from "../src/sale/records"
+import { harness } from "./support/harness"
+import { request } from "./support/process"
+import { isolated, scalar, startPostgres, startRedis, until } from "./support/services"
+import { drainedHealth, fixtures, oneSale, shoppers, type Result } from "./support/load"
+
+const { cleanups, server } = fixtures()
+
+test("a granted hold and a purchase are in PostgreSQL by the time they are answered", async () => {
+  const h = await harness({}, "redis")
+  cleanups.push(() => h.close())
+  const held = await h.checkout("ann", 7)
+  expect(held.status).toBe(200)
+  expect(await h.count(`select count(*) as n from checkout_attempts where code = '${held.body.code}' and outcome = 'reserved'`)).toBe(1)
+  expect((await h.purchase(held.body.code)).status).toBe(200)
+  expect(await h.count(`select count(*) as n from purchases where code = '${held.body.code}' and item_id = 7`)).toBe(1)
+})
+
+test("PostgreSQL refuses a second sale of an item: the purchase is not a sale, a replay of the first is harmless", async () => {
+  const env = await isolated()
+  cleanups.push(() => env.close())
+  const sale = (code: string, eventId: string): PurchaseRecord => ({ kind: "purchase", saleId: 9, eventId, code, outcome: "purchased", userId: code, itemId: 3, at: 1_800_000_000_000 })
+  expect([...(await writeRecords(env.sql, [sale("first", "1-0")]))]).toEqual([])
+  expect([...(await writeRecords(env.sql, [sale("first", "1-0")]))]).toEqual([])
+  expect([...(await writeRecords(env.sql, [sale("second", "2-0")]))]).toEqual(["second"])
+  expect([...(await env.sql`select code from purchases`)]).toEqual([{ code: "first" }])
+  expect([...(await env.sql`select code, outcome from purchase_attempts order by event_id`)]).toEqual([
+    { code: "first", outcome: "purchased" },
+    { code: "second", outcome: "item_sold" },
+  ])
+})
+
+test("Redis restarted empty twice under load on two instances: every answered hold and sale survives, no item sells twice", async () => {
+  const redis = await startRedis()
+  cleanups.push(() => redis.stop())
+  const env = await isolated({ redisUrl: redis.url })
+  cleanups.push(() => env.close())
+  // A generous commit wait: PostgreSQL is up throughout, so every success must be committed before it is answered.
+  const config = { REDIS_URL: redis.url, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "3000", USER_LIMIT: "100000", HOLD_SECONDS: "600", COMMIT_WAIT_MS: "2000", ...oneSale }
+  const servers = [await server(config), await server(config)]
+  const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+  let turn = 0
+  const load = shoppers(() => servers[turn++ % 2]!.base, 3000, log)
+  const running = load.run(32)
+  for (const round of [1, 2]) {
+    const before = log.purchases.filter((p) => p.status === 200).length
+    await until(`sales before restart ${round}`, () => log.purchases.filter((p) => p.status === 200).length > before + 150)
+    await redis.kill()
+    await redis.start()
+  }
+  const after = log.purchases.filter((p) => p.status === 200).length
+  await until("sales after the restarts", () => log.purchases.filter((p) => p.status === 200).length > after + 150)
+  load.stop()
+  await running
+  await drainedHealth(servers[0]!.base)
+
+  const sold = log.purchases.filter((p) => p.status === 200)
+  const soldItems = sold.map((p) => p.body.item.id)
+  expect(new Set(soldItems).size).toBe(soldItems.length)
+  const kept = new Map((await env.sql`select item_id, user_id from purchases`).map((r) => [Number(r.item_id), r.user_id]))
+  expect(sold.filter((p) => kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
+  // Every hold answered and not bought is still live, so it still buys.
+  const unbought = new Set(log.checkouts.filter((c) => c.status === 200 && !kept.has(c.body.item.id)).map((c) => c.body.code as string))
+  for (const code of unbought) expect({ code, status: (await request(servers[0]!.base, "POST", `/purchase?code=${code}`)).status }).toEqual({ code, status: 200 })
+  await drainedHealth(servers[0]!.base)
+  const status = (await request(servers[1]!.base, "GET", "/status")).body
+  expect(status.items_sold).toBe(await scalar(env.sql`select count(*)::int as n from purchases`))
+}, 90_000)
+
+test("PostgreSQL that stops answering: successes are answered from the journal, health degrades, stop is bounded, and nothing is lost", async () => {
+  const pg = await startPostgres()
+  cleanups.push(async () => (pg.signal("SIGCONT"), pg.stop()))
+  const env = await isolated({ databaseUrl: pg.url })
+  cleanups.push(() => env.close())
+  const config = { REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "1000", USER_LIMIT: "1000", ...oneSale }
+  const s = await server(config)
+  expect((await request(s.base, "POST", "/checkout?user_id=ann&id=1")).status).toBe(200)
+
+  pg.signal("SIGSTOP")
+  const answered: Result[] = []
+  for (let item = 2; item <= 30; item++) {
+    const held = await request(s.base, "POST", `/checkout?user_id=bob&id=${item}`)
+    answered.push(held, await request(s.base, "POST", `/purchase?code=${held.body.code}`))
+  }
+  expect(answered.filter((r) => r.status !== 200)).toEqual([])
+  const health = await until("health to say degraded", async () => {
+    const h = await request(s.base, "GET", "/health")
+    return h.body.status === "degraded" ? h : undefined
+  })
+  expect(health).toMatchObject({ status: 200, body: { checks: { postgres: { status: "down" } } } })
+
+  const stopping = performance.now()
+  expect(await s.stop("SIGTERM")).toBe(0)
+  expect(performance.now() - stopping).toBeLessThan(10_000)
+
+  pg.signal("SIGCONT")
+  const next = await server(config)
+  await drainedHealth(next.base)
+  expect(await scalar(env.sql`select count(*)::int as n from purchases where user_id = 'bob'`)).toBe(29)
+  expect(await scalar(env.sql`select count(*)::int as n from checkout_attempts`)).toBe(30)
+}, 90_000)
+
+test("a commit that was never answered is recovered from the journal by another instance", async () => {
+  const env = await isolated()
+  cleanups.push(() => env.close())
+  const admin = postgres(env.databaseUrl, { max: 1, onnotice: () => {} })
+  cleanups.push(() => admin.end())
+  const config = { REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "1000", USER_LIMIT: "1000", ...oneSale }
+  const a = await server(config)
+  const b = await server(config)
+  // Lock the purchases table so that a's commit cannot finish, then kill a while it waits.
+  const locked = admin.begin(async (tx) => {
+    await tx`lock table purchases in access exclusive mode`
+    const held = await request(a.base, "POST", "/checkout?user_id=ann&id=5")
+    const bought = await request(a.base, "POST", `/purchase?code=${held.body.code}`)
+    expect(bought.status).toBe(200)
+    await a.stop("SIGKILL")
+  })
+  await locked
+  await until("b to recover a's purchase", async () => (await scalar(env.sql`select count(*)::int as n from purchases where item_id = 5`)) === 1)
+  await drainedHealth(b.base)
+  expect(b.output()).toContain("that no running instance had committed")
+}, 60_000)
