@@ -3,7 +3,7 @@
  * ports, runs each scenario with wrk on 127.0.0.1 for a bounded time, then verifies the sale's invariants
  * against PostgreSQL and Redis. Prints a table, writes JSON to bench/results/, exits 1 on any violation.
  *
- *   bun run bench [--engine redis|embedded|both] [--scenario flood,sellout] [--duration 10] [--connections 64] [--instances 2] [--soak 60]
+ *   bun run bench [--binary path/to/flashsale (another build, to compare)] [--engine redis|embedded|both] [--scenario flood,sellout] [--duration 10] [--connections 64] [--instances 2] [--soak 60]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { Database } from "bun:sqlite"
@@ -21,7 +21,7 @@ const root = join(import.meta.dir, "..")
 const wrkDir = join(import.meta.dir, "wrk")
 
 type EngineKind = "redis" | "embedded"
-type Options = { engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number }
+type Options = { binary?: string; engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number }
 const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "mixed", "soak", "instances"]
 
 function parseArgs(argv: string[]): Options {
@@ -33,6 +33,8 @@ function parseArgs(argv: string[]): Options {
     if (flag === "--engine") {
       if (!["redis", "embedded", "both"].includes(value)) throw new Error(`--engine takes redis, embedded or both, got ${value}`)
       options.engines = value === "both" ? ["redis", "embedded"] : [value as EngineKind]
+    } else if (flag === "--binary") {
+      options.binary = value
     } else if (flag === "--scenario") {
       options.scenarios = value.split(",")
       const unknown = options.scenarios.filter((s) => !scenarioNames.includes(s))
@@ -99,10 +101,13 @@ function rssMb(pid: number): number {
 
 async function main() {
   const options = parseArgs(Bun.argv.slice(2))
-  const binary = join(root, "dist", "flashsale")
-  console.log("building dist/flashsale")
-  const build = Bun.spawnSync(["bun", "run", "build"], { cwd: root, stdout: "ignore", stderr: "pipe" })
-  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`)
+  let binary = options.binary
+  if (!binary) {
+    binary = join(root, "dist", "flashsale")
+    console.log("building dist/flashsale")
+    const build = Bun.spawnSync(["bun", "run", "build"], { cwd: root, stdout: "ignore", stderr: "pipe" })
+    if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`)
+  }
   if (!Bun.which("wrk")) throw new Error("wrk is not installed: apt-get install wrk")
 
   const redisServer = await startRedis()
