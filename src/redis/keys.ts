@@ -6,6 +6,9 @@ export function saleKeys(saleId: number): string[] {
   return [`${tag}:items`, `${tag}:codes`, `${tag}:users`, `${tag}:exp`, `${tag}:stats`, `${tag}:log`]
 }
 
+/** How many keys saleKeys() names: every script takes exactly these. */
+export const saleKeyCount = 6
+
 /** The hash whose existence marks a sale as initialised. */
 export const statsKey = (saleId: number) => `{sale:${saleId}}:stats`
 

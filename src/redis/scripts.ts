@@ -7,6 +7,7 @@ import release from "../../lua/release.lua" with { type: "text" }
 import status from "../../lua/status.lua" with { type: "text" }
 import initSale from "../../lua/init_sale.lua" with { type: "text" }
 import { UnavailableError } from "../sale/engine"
+import { saleKeyCount } from "./keys"
 
 const bodies = { checkout, purchase, release, status, initSale }
 
@@ -26,9 +27,10 @@ export type Scripts = {
 export function registerScripts(redis: Redis): Scripts {
   const scripts = {} as Record<ScriptName, Function>
   for (const [name, body] of Object.entries(bodies) as [ScriptName, string][]) {
-    redis.defineCommand(`fs_${name}`, { lua: `${prelude}\n${body}` })
+    // A declared key count lets ioredis route (and auto-pipeline) each call by its first key, the sale's.
+    redis.defineCommand(`fs_${name}`, { lua: `${prelude}\n${body}`, numberOfKeys: saleKeyCount })
     const command = (redis as unknown as Record<string, Function>)[`fs_${name}`]!.bind(redis)
-    scripts[name] = (keys: string[], args: Args) => command(keys.length, ...keys, ...args)
+    scripts[name] = (keys: string[], args: Args) => command(...keys, ...args)
   }
   return scripts as unknown as Scripts
 }
