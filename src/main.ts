@@ -1,5 +1,5 @@
 /** The only file with side effects: config -> connect -> prepare -> listen, and a graceful stop. */
-import Redis from "ioredis"
+import { isCluster, redisClient } from "./redis/connect"
 import postgres from "postgres"
 import { ConfigError, helpText, parseConfig, redact, type Config } from "./config"
 import { createApp } from "./http/app"
@@ -67,9 +67,10 @@ function listen(engine: Engine, details: string) {
 }
 
 async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<() => Promise<void>> {
-  const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000, lazyConnect: true } as const
-  const redis = new Redis(redisUrl, { ...redisOptions, enableAutoPipelining: true })
-  const ledgerRedis = new Redis(redisUrl, redisOptions)
+  const cluster = await waitFor("redis", () => isCluster(redisUrl))
+  const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
+  const redis = redisClient(redisUrl, cluster, { ...redisOptions, enableAutoPipelining: true })
+  const ledgerRedis = redisClient(redisUrl, cluster, redisOptions)
   for (const [name, connection] of [["redis", redis], ["ledger redis", ledgerRedis]] as const) {
     connection.on("error", () => {})
     connection.on("close", () => log(`${name}: connection lost, reconnecting`))
@@ -79,11 +80,11 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
   await waitFor("redis", () => ledgerRedis.connect())
 
   const ledger = createLedgerWriter({ redis: ledgerRedis, sql, commitWaitMs: config.commitWaitMs, log })
-  const engine = createRedisEngine({ redis, sql, ledger, config, log })
+  const engine = createRedisEngine({ redis, sql, ledger, config, log, mode: cluster ? "cluster" : "standalone" })
   await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
   ledger.start()
   engine.startMaintenance()
-  const app = listen(engine, `redis ${redisUrl}, postgres ${databaseUrl}`)
+  const app = listen(engine, `redis ${cluster ? "cluster " : ""}${redisUrl}, postgres ${databaseUrl}`)
   return async () => {
     await app.server!.stop()
     engine.stopMaintenance()

@@ -3,7 +3,7 @@
  * requests into script calls, follows the current sale and rebuilds lost state (redis/lifecycle.ts),
  * and decodes the scripts' replies through the outcome table (sale/outcomes.ts).
  */
-import type Redis from "ioredis"
+import type { RedisClient } from "./connect"
 import type { Sql } from "postgres"
 import type { Config } from "../config"
 import { ping } from "../postgres/store"
@@ -20,7 +20,7 @@ import { createLifecycle } from "./lifecycle"
 import { registerScripts, unavailable } from "./scripts"
 
 export type RedisEngineOptions = {
-  redis: Redis
+  redis: RedisClient
   sql: Sql
   ledger: LedgerWriter
   config: Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds">
@@ -28,6 +28,8 @@ export type RedisEngineOptions = {
   now?: () => number
   /** How long a past sale's keys are kept after its last hold could be bought. */
   retentionMs?: number
+  /** Whether Redis is one server or a cluster, as /health reports it. */
+  mode?: "standalone" | "cluster"
   log?: (message: string) => void
 }
 
@@ -47,7 +49,7 @@ const maintenanceEveryMs = 250
 const lagDegradedMs = 5000
 
 export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
-  const { redis, sql, ledger, config, now, retentionMs = defaultRetentionMs, log = console.log } = options
+  const { redis, sql, ledger, config, now, retentionMs = defaultRetentionMs, mode = "standalone", log = console.log } = options
   const scripts = registerScripts(redis)
   const periodMs = config.salePeriodSeconds * 1000
   const holdMs = config.holdSeconds * 1000
@@ -169,7 +171,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     } catch (error) {
       return { status: "down", checks: { engine: "redis", redis: { status: "down", error: (error as Error).message } } }
     }
-    const redisCheck = { status: "ok", latency_ms: Math.round((performance.now() - started) * 100) / 100, sale_ready: ready }
+    const redisCheck = { status: "ok", mode, latency_ms: Math.round((performance.now() - started) * 100) / 100, sale_ready: ready }
     const [backlog, postgres] = await Promise.all([ledger.backlog().catch(() => ({ entries: -1, oldestAgeMs: -1 })), ping(sql)])
     const writer = ledger.postgres()
     const postgresCheck: Record<string, unknown> = postgres.status === "ok" && !writer.up ? { status: "down", error: writer.error } : postgres

@@ -15,7 +15,7 @@
  * sale (a batch is at most 256 decisions), ordered as decided, and the same however often it is written.
  * Entries of an older server (one decision per entry: e, u, i, o, k, x, t) are read too.
  */
-import type Redis from "ioredis"
+import type { RedisClient } from "./connect"
 import { checkoutOutcome, purchaseOutcome, type CheckoutOutcome, type PurchaseOutcome } from "../sale/outcomes"
 import type { DecisionRecord } from "../sale/records"
 import { logKey, saleRegistryKey } from "./keys"
@@ -54,7 +54,7 @@ function legacyRecord(saleId: number, id: string, f: Record<string, string>): De
 export type Backlog = { entries: number; oldestAgeMs: number }
 
 /** Entries in every registered sale's journal (script calls not yet in PostgreSQL), and the age of the oldest. */
-export async function journalBacklog(redis: Pick<Redis, "smembers" | "xlen" | "xrange">): Promise<Backlog> {
+export async function journalBacklog(redis: Pick<RedisClient, "smembers" | "xlen" | "xrange">): Promise<Backlog> {
   const sales = (await redis.smembers(saleRegistryKey)).map(Number)
   // One command per journal, not one pipeline: on a cluster the journals live on different nodes.
   const replies = await Promise.all(sales.map(async (saleId) => [await redis.xlen(logKey(saleId)), await redis.xrange(logKey(saleId), "-", "+", "COUNT", 1)] as const))

@@ -12,7 +12,7 @@
  * second and writes them; writing a record twice changes nothing, so a race between instances is
  * harmless, and a short per-sale lock keeps them from doing the same work.
  */
-import type Redis from "ioredis"
+import type { RedisClient } from "./connect"
 import type { Sql } from "postgres"
 import { ping, writeRecords } from "../postgres/store"
 import type { DecisionRecord } from "../sale/records"
@@ -20,7 +20,7 @@ import { journalBacklog, recordsOf, type Backlog, type StreamEntry } from "./jou
 import { drainLockKey, logKey, saleRegistryKey } from "./keys"
 
 export type LedgerOptions = {
-  redis: Redis
+  redis: RedisClient
   sql: Sql
   /** How long a success waits for its commit before it is answered from the journal. */
   commitWaitMs?: number

@@ -2,7 +2,7 @@
  * A sale's life in Redis: the clock that says which sale is current, initialising the next sale before
  * it starts, rebuilding a sale from PostgreSQL when Redis lost it, and forgetting sales past retention.
  */
-import type Redis from "ioredis"
+import type { RedisClient } from "./connect"
 import type { Sql } from "postgres"
 import { loadSale } from "../postgres/store"
 import { saleForgottenAtMs, saleIdAt } from "../sale/clock"
@@ -13,7 +13,7 @@ import { logKey, saleKeys, saleRegistryKey, statsKey } from "./keys"
 import type { Scripts } from "./scripts"
 
 export type LifecycleOptions = {
-  redis: Redis
+  redis: RedisClient
   sql: Sql
   scripts: Scripts
   ledger: LedgerWriter
@@ -45,7 +45,8 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
   async function syncClock(): Promise<void> {
     if (now) return
     const before = Date.now()
-    const [seconds, micros] = await redis.time()
+    // The clock of the node that decides the current sale (on a cluster, TIME alone goes to any master).
+    const [seconds, micros] = (await redis.eval("return redis.call('TIME')", 1, statsKey(currentSale()))) as [string, string]
     const after = Date.now()
     clockOffsetMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - (before + after) / 2
     lastClockSync = after

@@ -1,5 +1,5 @@
 /** The Lua scripts, embedded in the binary and registered with ioredis defineCommand (EVALSHA, falling back to EVAL). */
-import type Redis from "ioredis"
+import type { RedisClient } from "./connect"
 import prelude from "../../lua/prelude.lua" with { type: "text" }
 import checkout from "../../lua/checkout.lua" with { type: "text" }
 import purchase from "../../lua/purchase.lua" with { type: "text" }
@@ -24,7 +24,7 @@ export type Scripts = {
   initSale: (keys: string[], args: Args) => Promise<number>
 }
 
-export function registerScripts(redis: Redis): Scripts {
+export function registerScripts(redis: RedisClient): Scripts {
   const scripts = {} as Record<ScriptName, Function>
   for (const [name, body] of Object.entries(bodies) as [ScriptName, string][]) {
     // A declared key count lets ioredis route (and auto-pipeline) each call by its first key, the sale's.

@@ -190,3 +190,52 @@ export async function isolated(on: Partial<{ redisUrl: string; databaseUrl: stri
 export async function scalar(rows: Promise<readonly Record<string, unknown>[]>): Promise<number> {
   return Number((await rows)[0]!.n)
 }
+
+export type RedisCluster = { nodes: { url: string; port: number }[]; flush(): Promise<void>; stop(): Promise<void> }
+
+/** Three masters and three replicas on free loopback ports, created with redis-cli --cluster create; stopped and removed afterwards. */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), "fs-cluster-"))
+  const ports: number[] = []
+  while (ports.length < 6) {
+    const port = await freePort()
+    // The cluster bus listens on port + 10000: both must be free.
+    if (port < 55535 && !ports.includes(port)) ports.push(port)
+  }
+  const procs = ports.map((port) =>
+    Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no", "--logfile", join(dir, `${port}.log`)], { stdout: "ignore", stderr: "inherit" }),
+  )
+  const stop = async () => {
+    for (const p of procs) p.kill(9)
+    await Promise.all(procs.map((p) => p.exited))
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    const clients = ports.map((port) => {
+      const client = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      client.on("error", () => {})
+      return client
+    })
+    await until("cluster nodes to start", async () => {
+      for (const c of clients) if (c.status !== "ready") await c.connect().catch(() => c.disconnect())
+      return (await Promise.all(clients.map((c) => c.ping()))).every((r) => r === "PONG")
+    })
+    const create = Bun.spawn(["redis-cli", "--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "1", "--cluster-yes"], { stdout: "pipe", stderr: "pipe" })
+    const [out, code] = [await new Response(create.stdout).text(), await create.exited]
+    if (code !== 0) throw new Error(`redis-cli --cluster create failed: ${out}`)
+    await until("the cluster to be ok on every node", async () => (await Promise.all(clients.map((c) => c.cluster("INFO")))).every((info) => /cluster_state:ok/.test(String(info))), 30_000)
+    for (const c of clients) c.disconnect()
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  /** Empties every master (replicas refuse writes and follow). */
+  const flush = async () => {
+    for (const port of ports) {
+      const client = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 0 })
+      await client.flushall().catch(() => {})
+      client.disconnect()
+    }
+  }
+  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, stop }
+}
