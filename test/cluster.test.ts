@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test"
 import { tally } from "./support/harness"
 import { drainedHealth, fixtures, oneSale, shoppers, type Result } from "./support/load"
 import { request, type ServerProcess } from "./support/process"
-import { isolated, scalar, startRedisCluster, type RedisCluster } from "./support/services"
+import { isolated, scalar, startRedisCluster, until, type RedisCluster } from "./support/services"
 
 const { server } = fixtures()
 let cluster: RedisCluster
@@ -67,4 +67,28 @@ test("on a cluster, two instances sell out exactly: every item once, every answe
   const kept = new Map((await env.sql`select item_id, user_id from purchases`).map((r) => [Number(r.item_id), r.user_id]))
   expect(sold.filter((p) => kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
   for (const s of servers) expect((await request(s.base, "GET", "/status")).body).toMatchObject({ items_sold: 300, sale_status: "sold_out" })
+}, 90_000)
+
+test("on a cluster, the master of the sale is killed under load: the server recovers by itself, and no item is sold twice", async () => {
+  const servers = await twoInstances(2000, 2000)
+  const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+  let turn = 0
+  const load = shoppers(() => servers[turn++ % 2]!.base, 2000, log)
+  const running = load.run(16)
+  const sold = () => log.purchases.filter((p) => p.status === 200).length
+  await until("sales before the kill", () => sold() > 100)
+  const saleId = (await request(servers[0]!.base, "GET", "/status")).body.sale_id
+  await cluster.killMasterOf(`{sale:${saleId}}:stats`)
+  const before = sold()
+  await until("sales after the failover", () => sold() > before + 100, 30_000)
+  load.stop()
+  await running
+  expect(log.failed).toBe(0)
+  // During the failover the server may answer 503 (Retry-After), never another 5xx.
+  expect([...log.checkouts, ...log.purchases].filter((r) => r.status >= 500 && r.status !== 503)).toEqual([])
+  const answered = log.purchases.filter((p) => p.status === 200).map((p) => p.body.item.id)
+  expect(new Set(answered).size).toBe(answered.length)
+  await drainedHealth(servers[0]!.base)
+  const kept = new Map((await env.sql`select item_id, user_id from purchases`).map((r) => [Number(r.item_id), r.user_id]))
+  expect(log.purchases.filter((p) => p.status === 200 && kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
 }, 90_000)

@@ -191,7 +191,13 @@ export async function scalar(rows: Promise<readonly Record<string, unknown>[]>):
   return Number((await rows)[0]!.n)
 }
 
-export type RedisCluster = { nodes: { url: string; port: number }[]; flush(): Promise<void>; stop(): Promise<void> }
+export type RedisCluster = {
+  nodes: { url: string; port: number }[]
+  flush(): Promise<void>
+  /** kill -9 of the master that owns this key's slot; resolves once its replica has taken over. */
+  killMasterOf(key: string): Promise<number>
+  stop(): Promise<void>
+}
 
 /** Three masters and three replicas on free loopback ports, created with redis-cli --cluster create; stopped and removed afterwards. */
 export async function startRedisCluster(): Promise<RedisCluster> {
@@ -203,7 +209,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     if (port < 55535 && !ports.includes(port)) ports.push(port)
   }
   const procs = ports.map((port) =>
-    Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no", "--logfile", join(dir, `${port}.log`)], { stdout: "ignore", stderr: "inherit" }),
+    Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0", "--save", "", "--appendonly", "no", "--logfile", join(dir, `${port}.log`)], { stdout: "ignore", stderr: "inherit" }),
   )
   const stop = async () => {
     for (const p of procs) p.kill(9)
@@ -224,6 +230,10 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     const [out, code] = [await new Response(create.stdout).text(), await create.exited]
     if (code !== 0) throw new Error(`redis-cli --cluster create failed: ${out}`)
     await until("the cluster to be ok on every node", async () => (await Promise.all(clients.map((c) => c.cluster("INFO")))).every((info) => /cluster_state:ok/.test(String(info))), 30_000)
+    await until("every replica to be in sync", async () => {
+      const roles = await Promise.all(clients.map((c) => c.info("replication")))
+      return roles.filter((r) => /role:slave/.test(r)).every((r) => /master_link_status:up/.test(r)) && roles.filter((r) => /role:slave/.test(r)).length === 3
+    }, 30_000)
     for (const c of clients) c.disconnect()
   } catch (error) {
     await stop()
@@ -237,5 +247,22 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       client.disconnect()
     }
   }
-  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, stop }
+  const killMasterOf = async (key: string) => {
+    const alive = ports.filter((_, i) => procs[i]!.exitCode === null && !procs[i]!.killed)
+    const probe = new Redis(alive[0]!, "127.0.0.1", { maxRetriesPerRequest: 0 })
+    const slot = Number(await probe.cluster("KEYSLOT", key))
+    const owner = ((await probe.cluster("SLOTS")) as unknown as [number, number, [string, number]][]).find(([from, to]) => slot >= from && slot <= to)![2][1]
+    probe.disconnect()
+    procs[ports.indexOf(owner)]!.kill(9)
+    await procs[ports.indexOf(owner)]!.exited
+    const survivor = new Redis(alive.find((p) => p !== owner)!, "127.0.0.1", { maxRetriesPerRequest: 0 })
+    await until("a replica to take over the slot", async () => {
+      const slots = (await survivor.cluster("SLOTS")) as unknown as [number, number, [string, number]][]
+      const now = slots.find(([from, to]) => slot >= from && slot <= to)![2][1]
+      return now !== owner && /cluster_state:ok/.test(String(await survivor.cluster("INFO")))
+    }, 30_000)
+    survivor.disconnect()
+    return owner
+  }
+  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, killMasterOf, stop }
 }
