@@ -69,6 +69,25 @@ test("on a cluster, two instances sell out exactly: every item once, every answe
   for (const s of servers) expect((await request(s.base, "GET", "/status")).body).toMatchObject({ items_sold: 300, sale_status: "sold_out" })
 }, 90_000)
 
+test("on a cluster, across sale boundaries on different masters, every decision belongs to the sale its time falls in", async () => {
+  await cluster.flush()
+  await env.sql`drop table if exists checkout_attempts, purchases, purchase_attempts`
+  const config = { DATABASE_URL: env.databaseUrl, SALE_ITEMS: "100000", USER_LIMIT: "100000", SALE_PERIOD_SECONDS: "1" }
+  const servers = [await server({ ...config, REDIS_URL: cluster.nodes[1]!.url }), await server({ ...config, REDIS_URL: cluster.nodes[4]!.url })]
+  const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+  let turn = 0
+  const load = shoppers(() => servers[turn++ % 2]!.base, 100_000, log)
+  const running = load.run(8)
+  const sales = () => new Set(log.checkouts.filter((c) => c.status === 200).map((c) => c.body.sale_id)).size
+  await until("decisions in three sales", () => sales() >= 3, 30_000)
+  load.stop()
+  await running
+  await drainedHealth(servers[0]!.base)
+  const misplaced = await env.sql`select sale_id, created_at from checkout_attempts where sale_id <> floor(extract(epoch from created_at))::bigint`
+  expect([...misplaced]).toEqual([])
+  expect(await scalar(env.sql`select count(distinct sale_id)::int as n from checkout_attempts`)).toBeGreaterThanOrEqual(3)
+}, 90_000)
+
 test("on a cluster, the master of the sale is killed under load: the server recovers by itself, and no item is sold twice", async () => {
   const servers = await twoInstances(2000, 2000)
   const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
@@ -91,4 +110,27 @@ test("on a cluster, the master of the sale is killed under load: the server reco
   await drainedHealth(servers[0]!.base)
   const kept = new Map((await env.sql`select item_id, user_id from purchases`).map((r) => [Number(r.item_id), r.user_id]))
   expect(log.purchases.filter((p) => p.status === 200 && kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
+}, 90_000)
+
+test("on a cluster, the sale's slot migrates to another master under load: 503s at most, nothing answered is lost, no item sold twice", async () => {
+  const servers = await twoInstances(2000, 2000)
+  const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+  let turn = 0
+  const load = shoppers(() => servers[turn++ % 2]!.base, 2000, log)
+  const running = load.run(16)
+  const sold = () => log.purchases.filter((p) => p.status === 200).length
+  await until("sales before the migration", () => sold() > 100)
+  const saleId = (await request(servers[0]!.base, "GET", "/status")).body.sale_id
+  await cluster.migrateSlotOf(`{sale:${saleId}}:stats`)
+  const before = sold()
+  await until("sales after the migration", () => sold() > before + 100, 30_000)
+  load.stop()
+  await running
+  expect([...log.checkouts, ...log.purchases].filter((r) => r.status >= 500 && r.status !== 503)).toEqual([])
+  const answered = log.purchases.filter((p) => p.status === 200).map((p) => p.body.item.id)
+  expect(new Set(answered).size).toBe(answered.length)
+  await drainedHealth(servers[0]!.base)
+  const kept = new Map((await env.sql`select item_id, user_id from purchases`).map((r) => [Number(r.item_id), r.user_id]))
+  expect(log.purchases.filter((p) => p.status === 200 && kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
+  expect((await request(servers[1]!.base, "GET", "/status")).body.items_sold).toBe(kept.size)
 }, 90_000)

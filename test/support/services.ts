@@ -196,6 +196,8 @@ export type RedisCluster = {
   flush(): Promise<void>
   /** kill -9 of the master that owns this key's slot; resolves once its replica has taken over. */
   killMasterOf(key: string): Promise<number>
+  /** Migrates this key's slot, with its keys, to another master, as `redis-cli --cluster reshard` does for each slot. */
+  migrateSlotOf(key: string): Promise<void>
   stop(): Promise<void>
 }
 
@@ -264,5 +266,25 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     survivor.disconnect()
     return owner
   }
-  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, killMasterOf, stop }
+  const migrateSlotOf = async (key: string) => {
+    const connect = (port: number) => new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 0 })
+    const any = connect(ports[0]!)
+    const slot = Number(await any.cluster("KEYSLOT", key))
+    const slots = (await any.cluster("SLOTS")) as unknown as [number, number, [string, number, string]][]
+    const owner = slots.find(([from, to]) => slot >= from && slot <= to)![2]
+    const target = slots.map((s) => s[2]).find((m) => m[1] !== owner[1])!
+    any.disconnect()
+    const [src, dst] = [connect(owner[1]), connect(target[1])]
+    await dst.cluster("SETSLOT", slot, "IMPORTING", owner[2])
+    await src.cluster("SETSLOT", slot, "MIGRATING", target[2])
+    for (;;) {
+      const keys = (await src.cluster("GETKEYSINSLOT", slot, 100)) as string[]
+      if (keys.length === 0) break
+      await src.call("MIGRATE", "127.0.0.1", target[1], "", 0, 5000, "KEYS", ...keys)
+    }
+    for (const client of [dst, src]) await client.cluster("SETSLOT", slot, "NODE", target[2])
+    src.disconnect()
+    dst.disconnect()
+  }
+  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, killMasterOf, migrateSlotOf, stop }
 }
