@@ -7,6 +7,7 @@ import { expect, test } from "bun:test"
 import postgres from "postgres"
 import { writeRecords } from "../src/postgres/store"
 import type { PurchaseRecord } from "../src/sale/records"
+import { saleRegistryKey } from "../src/redis/keys"
 import { harness } from "./support/harness"
 import { request } from "./support/process"
 import { isolated, scalar, startPostgres, startRedis, until } from "./support/services"
@@ -129,3 +130,17 @@ test("a commit that was never answered is recovered from the journal by another 
   await drainedHealth(b.base)
   expect(b.output()).toContain("that no running instance had committed")
 }, 60_000)
+
+test("a background loop that keeps failing turns /health degraded and says why", async () => {
+  const env = await isolated()
+  cleanups.push(() => env.close())
+  const s = await server({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, ...oneSale })
+  await drainedHealth(s.base)
+  // Someone overwrote the sales registry with a string: every loop that reads it now fails.
+  await env.redis.set(saleRegistryKey, "not a set")
+  const health = await until("health to report the failing loops", async () => {
+    const h = await request(s.base, "GET", "/health")
+    return h.body.checks.background.journal_recovery && h.body.checks.background.maintenance ? h : undefined
+  })
+  expect(health).toMatchObject({ status: 200, body: { status: "degraded", checks: { background: { status: "failing", journal_recovery: expect.stringContaining("WRONGTYPE"), maintenance: expect.stringContaining("WRONGTYPE") }, ledger: { status: "unknown" } } } })
+}, 30_000)

@@ -172,13 +172,19 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
       return { status: "down", checks: { engine: "redis", redis: { status: "down", error: (error as Error).message } } }
     }
     const redisCheck = { status: "ok", mode, latency_ms: Math.round((performance.now() - started) * 100) / 100, sale_ready: ready }
-    const [backlog, postgres] = await Promise.all([ledger.backlog().catch(() => ({ entries: -1, oldestAgeMs: -1 })), ping(sql)])
+    const [backlog, postgres] = await Promise.all([ledger.backlog().catch((error: Error) => ({ entries: -1, oldestAgeMs: -1, error: error.message })), ping(sql)])
     const writer = ledger.postgres()
     const postgresCheck: Record<string, unknown> = postgres.status === "ok" && !writer.up ? { status: "down", error: writer.error } : postgres
-    const lagging = backlog.oldestAgeMs > lagDegradedMs
-    const ledgerCheck = { status: lagging ? "lagging" : "ok", backlog_entries: backlog.entries, oldest_unwritten_seconds: Math.round(backlog.oldestAgeMs / 100) / 10 }
-    const status = !ready ? "down" : postgresCheck.status !== "ok" || lagging ? "degraded" : "ok"
-    return { status, checks: { engine: "redis", redis: redisCheck, postgres: postgresCheck, ledger: ledgerCheck } }
+    const unknown = "error" in backlog
+    const lagging = unknown || backlog.oldestAgeMs > lagDegradedMs
+    const ledgerCheck = unknown
+      ? { status: "unknown", error: backlog.error }
+      : { status: lagging ? "lagging" : "ok", backlog_entries: backlog.entries, oldest_unwritten_seconds: Math.round(backlog.oldestAgeMs / 100) / 10 }
+    // A background loop that keeps failing is said, never swallowed.
+    const failing = { maintenance: lastMaintenanceError || undefined, journal_recovery: ledger.recoveryError() }
+    const background = failing.maintenance || failing.journal_recovery ? { status: "failing", ...failing } : { status: "ok" }
+    const status = !ready ? "down" : postgresCheck.status !== "ok" || lagging || background.status !== "ok" ? "degraded" : "ok"
+    return { status, checks: { engine: "redis", redis: redisCheck, postgres: postgresCheck, ledger: ledgerCheck, background } }
   }
 
   let timer: ReturnType<typeof setInterval> | undefined

@@ -46,6 +46,8 @@ export type LedgerWriter = {
   backlog(): Promise<Backlog>
   /** Whether the last write to PostgreSQL succeeded, and its error if not. */
   postgres(): { up: boolean; error?: string }
+  /** Why the last round of journal recovery failed, if it did. */
+  recoveryError(): string | undefined
 }
 
 type Queued = { saleId: number; entryId: string; records: DecisionRecord[]; settle: (kept: Kept) => void }
@@ -61,6 +63,7 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
   let pg: { up: boolean; error?: string } = { up: true }
   let timer: ReturnType<typeof setInterval> | undefined
   let draining = false
+  let recoveryError: string | undefined
   const lockToken = crypto.randomUUID()
 
   function wentDown(error: unknown): void {
@@ -164,7 +167,11 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
         if (draining) return
         draining = true
         recover()
-          .catch(() => {})
+          .then(() => (recoveryError = undefined))
+          .catch((error: Error) => {
+            if (error.message !== recoveryError) log(`ledger: journal recovery failed: ${error.message}`)
+            recoveryError = error.message
+          })
           .finally(() => (draining = false))
       }, drainEveryMs)
     },
@@ -179,5 +186,6 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
     },
     backlog: () => journalBacklog(redis),
     postgres: () => pg,
+    recoveryError: () => recoveryError,
   }
 }

@@ -125,9 +125,10 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     const saleId = currentSale()
     await scripts.release(saleKeys(saleId), [nowArg(), saleId, periodMs])
     await scripts.release(saleKeys(saleId - 1), [nowArg(), saleId - 1, periodMs])
+    // A prune that fails is tried again on the next round, so its error stays visible until it passes.
     if (Date.now() - lastPrune > 60_000) {
-      lastPrune = Date.now()
       await prune()
+      lastPrune = Date.now()
     }
   }
 
