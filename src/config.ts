@@ -17,6 +17,8 @@ export type Config = {
   salePeriodSeconds: number
   /** How long a checkout holds its item, in seconds. */
   holdSeconds: number
+  /** CSV or JSON lines of the shop's items (src/catalog.ts); unset: generated names and images. */
+  catalogFile: string | undefined
 }
 
 type Option = {
@@ -54,11 +56,13 @@ export const options: Option[] = [
   { env: "USER_LIMIT", flag: "user-limit", key: "userLimit", default: "10", help: "items per user per sale", parse: integer(1, 1_000_000) },
   { env: "SALE_PERIOD_SECONDS", flag: "sale-period-seconds", key: "salePeriodSeconds", default: "3600", help: "length of a sale", parse: integer(1, 31_536_000) },
   { env: "HOLD_SECONDS", flag: "hold-seconds", key: "holdSeconds", default: "300", help: "how long a checkout holds its item", parse: integer(1, 86_400) },
+  { env: "CATALOG_FILE", flag: "catalog-file", key: "catalogFile", default: "", help: "CSV (id,name,image[,price]) or JSON lines of the sale's items", parse: (raw) => raw || undefined },
 ]
 
 export class ConfigError extends Error {}
 
-export type Parsed = { help: true } | { help: false; config: Config }
+/** `given`: the options set by the environment or a flag rather than left at their default. */
+export type Parsed = { help: true } | { help: false; config: Config; given: ReadonlySet<keyof Config> }
 
 /** Reads every option once; throws one ConfigError naming every bad value. */
 export function parseConfig(argv: string[], env: Record<string, string | undefined>): Parsed {
@@ -91,7 +95,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     problems.push("REDIS_URL and DATABASE_URL: set both (Redis + PostgreSQL engine) or neither (embedded engine), not just one")
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`)
-  return { help: false, config: config as Config }
+  return { help: false, config: config as Config, given: new Set([...raw.keys()].map((o) => o.key)) }
 }
 
 export function helpText(): string {

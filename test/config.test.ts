@@ -10,7 +10,8 @@ const parse = (argv: string[], env: Record<string, string> = both) => {
 
 describe("configuration", () => {
   test("defaults follow the contract", () => {
-    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300 })
+    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300,
+      catalogFile: undefined })
   })
 
   test("flags override the environment, as --name value or --name=value", () => {
@@ -31,6 +32,11 @@ describe("configuration", () => {
 
   test("only one of REDIS_URL and DATABASE_URL is an error", () => {
     expect(() => parse([], { REDIS_URL: both.REDIS_URL })).toThrow(/set both .* or neither/)
+  })
+
+  test("it tells which options were given rather than left at their default", () => {
+    const parsed = parseConfig(["--sale-items", "5"], { PORT: "1" })
+    expect(parsed.help === false && [...parsed.given].sort()).toEqual(["port", "saleItems"])
   })
 
   test("--help asks for the help text", () => {

@@ -2,7 +2,7 @@
 import { Elysia, t } from "elysia"
 import scalarBundle from "../../node_modules/@scalar/api-reference/dist/browser/standalone.js" with { type: "file" }
 import type { Config } from "../config"
-import { itemOf } from "../sale/catalog"
+import { generatedCatalog, type Catalog } from "../sale/catalog"
 import { saleEndMs, saleStartMs } from "../sale/clock"
 import { codePattern } from "../sale/codes"
 import { UnavailableError, type Engine } from "../sale/engine"
@@ -13,6 +13,8 @@ export type AppDeps = {
   engine: Engine
   config: Pick<Config, "saleItems" | "salePeriodSeconds">
   log?: (message: string) => void
+  /** The items' names and images; the generated ones by default. */
+  catalog?: Catalog
 }
 
 /** The first query parameter among names that appears more than once: which value was meant is ambiguous. */
@@ -58,7 +60,7 @@ const allowed: Record<string, string> = {
   "/swagger/scalar.js": "GET, HEAD",
 }
 
-export function createApp({ engine, config, log = console.error }: AppDeps) {
+export function createApp({ engine, config, log = console.error, catalog = generatedCatalog }: AppDeps) {
   const periodMs = config.salePeriodSeconds * 1000
 
   return new Elysia()
@@ -89,7 +91,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
         const itemId = Number(query.id.startsWith("item") ? query.id.slice(4) : query.id)
         const result = await engine.checkout(query.user_id, itemId)
         if (!result.ok) return fail(result.error)
-        return { message: "success" as const, code: result.code, sale_id: result.saleId, item: itemOf(result.saleId, itemId), expires_at: iso(result.expiresAt) }
+        return { message: "success" as const, code: result.code, sale_id: result.saleId, item: catalog.itemOf(result.saleId, itemId), expires_at: iso(result.expiresAt) }
       },
       {
         query: queries.checkout,
@@ -106,7 +108,7 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
       async ({ query }) => {
         const result = await engine.purchase(query.code)
         if (!result.ok) return fail(result.error)
-        return { message: "success" as const, sale_id: result.saleId, user_id: result.userId, item: itemOf(result.saleId, result.itemId), purchased_at: iso(result.purchasedAt) }
+        return { message: "success" as const, sale_id: result.saleId, user_id: result.userId, item: catalog.itemOf(result.saleId, result.itemId), purchased_at: iso(result.purchasedAt) }
       },
       {
         query: queries.purchase,

@@ -3,7 +3,7 @@ import Redis from "ioredis"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { createApp } from "../../src/http/app"
+import { createApp, type AppDeps } from "../../src/http/app"
 import { createRedisEngine } from "../../src/redis/engine"
 import { createLedgerWriter } from "../../src/redis/ledger"
 import { createEmbeddedEngine } from "../../src/embedded/engine"
@@ -66,13 +66,16 @@ function embeddedEngine(config: SaleConfig, now: () => number): { engine: Engine
   }
 }
 
-export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis") {
+/** What the app is given besides the engine: its own catalog. */
+export type AppOptions = Partial<Pick<AppDeps, "catalog">>
+
+export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis", options: AppOptions = {}) {
   const full = { ...defaults, ...config }
   const period = full.salePeriodSeconds * 1000
   // A sale in the future far enough that real time never reaches it, 1 s after it starts.
   const clock = { now: 1_900_000_000_000 - (1_900_000_000_000 % period) + 1000 }
   const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now) : embeddedEngine(full, () => clock.now)
-  const app = createApp({ engine, config: full, log: () => {} })
+  const app = createApp({ engine, config: full, log: () => {}, catalog: options.catalog })
 
   const call = async (method: string, path: string) => {
     const response = await app.handle(new Request(`http://localhost${path}`, { method }))
