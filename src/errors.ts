@@ -31,6 +31,9 @@ export const defaultMessages: Record<ErrorCode, string> = {
   unavailable: "The sale cannot decide right now; try again shortly.",
 }
 
+/** The request-level code answered with this status (each has its own status), e.g. 405 -> method_not_allowed. */
+export const requestErrorOf = (status: number): ErrorCode | undefined => (Object.keys(requestErrors) as (keyof typeof requestErrors)[]).find((code) => requestErrors[code] === status)
+
 export type ErrorBody = { error: ErrorCode; message: string }
 
 export function errorBody(code: ErrorCode, message = defaultMessages[code]): ErrorBody {

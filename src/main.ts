@@ -4,6 +4,7 @@ import postgres from "postgres"
 import { withCatalog } from "./catalog"
 import { ConfigError, helpText, parseConfig, redact, type Config } from "./config"
 import { createApp } from "./http/app"
+import { metrics } from "./metrics"
 import type { Catalog } from "./sale/catalog"
 import { createRedisEngine } from "./redis/engine"
 import { createLedgerWriter } from "./redis/ledger"
@@ -59,6 +60,7 @@ process.on("SIGINT", () => void shutdown("SIGINT"))
 
 function listen(engine: Engine, details: string) {
   const app = createApp({ engine, config, log, catalog }).listen({ port: config.port, hostname: "0.0.0.0" })
+  metrics.startSampling()
   log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine ${engine.name}, ${details})`)
   return app
 }

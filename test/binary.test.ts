@@ -30,10 +30,12 @@ test("the binary is healthy, sells an item and serves its docs from a directory 
   expect(held).toMatchObject({ status: 200, body: { item: { id: 4 } } })
   expect(await request(server.base, "POST", `/purchase?code=${held.body.code}`)).toMatchObject({ status: 200, body: { user_id: "ann" } })
   const docs = await request(server.base, "GET", "/swagger/json")
-  expect(Object.keys(docs.body.paths).sort()).toEqual(["/checkout", "/health", "/purchase", "/status"])
+  expect(Object.keys(docs.body.paths).sort()).toEqual(["/checkout", "/health", "/metrics", "/purchase", "/status"])
   const ui = await fetch(`${server.base}/swagger/scalar.js`)
   expect(ui.status).toBe(200)
   expect((await ui.arrayBuffer()).byteLength).toBeGreaterThan(100_000)
+  const metrics = await (await fetch(`${server.base}/metrics`)).text()
+  expect(metrics).toContain('flashsale_requests_total{endpoint="checkout",outcome="reserved"} 1')
 })
 
 test("with neither REDIS_URL nor DATABASE_URL it runs the embedded engine, keeping its data in ./data of its directory", async () => {
