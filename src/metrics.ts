@@ -98,8 +98,8 @@ export type RequestOutcome = "ok" | "reserved" | "repeated" | "purchased" | "deg
 
 /** The outcomes each endpoint can answer with, rendered even while zero so that rate() has a start. */
 const expected: Record<Endpoint, readonly string[]> = {
-  checkout: ["reserved", "repeated", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "invalid_request", "unavailable"],
-  purchase: ["purchased", "code_not_found", "code_used", "invalid_request", "unavailable"],
+  checkout: ["reserved", "repeated", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "rate_limited", "invalid_request", "unavailable"],
+  purchase: ["purchased", "code_not_found", "code_used", "rate_limited", "invalid_request", "unavailable"],
   status: ["ok", "unavailable"],
   health: ["ok", "degraded", "down"],
   metrics: ["ok"],
@@ -128,6 +128,7 @@ export function createMetrics() {
   const commitRows = new Histogram("flashsale_store_commit_rows", "Decisions written by one durable-store transaction.", [1, 10, 50, 100, 250, 500, 1000, 2000, 5000])
   const commitFailures = new Counter("flashsale_store_commit_failures_total", "Durable-store transactions that failed.")
   const rebuilds = new Counter("flashsale_rebuilds_total", "Times a sale's live state was rebuilt from the durable store.")
+  const rateLimited = new Counter("flashsale_rate_limited_total", "Requests refused by admission control (429 rate_limited), by the bucket that refused.", labelSets("by", ["user", "ip"]))
   const lag = new Histogram("flashsale_event_loop_lag_seconds", "How late a 100 ms timer fired: time the event loop was busy.", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
   const startedAt = performance.timeOrigin / 1000
   let sampler: ReturnType<typeof setInterval> | undefined
@@ -157,6 +158,7 @@ export function createMetrics() {
       failed: () => commitFailures.inc(),
     },
     rebuilds: { inc: () => rebuilds.inc() },
+    rateLimited: { inc: (by: "user" | "ip") => rateLimited.inc(by === "user" ? 0 : 1) },
 
     /** Samples event-loop lag every 100 ms until stopSampling(); the timer does not keep the process alive. */
     startSampling(): void {
@@ -179,7 +181,7 @@ export function createMetrics() {
       const out: string[] = []
       requests.render(out, (i) => requests.values[i]! > 0 || expectedCell[i] === 1)
       duration.render(out, (i) => endpoints[i] !== "events")
-      for (const m of [batchSize, commitSeconds, commitRows, commitFailures, rebuilds, lag]) m.render(out)
+      for (const m of [batchSize, commitSeconds, commitRows, commitFailures, rebuilds, rateLimited, lag]) m.render(out)
       processMetrics(out, startedAt)
       out.push(...extra)
       return out.join("\n") + "\n"

@@ -74,5 +74,5 @@ test("a bad configuration exits 2 naming every bad variable, and never prints a 
 test("--help lists every variable with its default and exits 0", () => {
   const run = Bun.spawnSync([binary, "--help"], { stdout: "pipe", cwd: dir })
   expect(run.exitCode).toBe(0)
-  for (const name of ["PORT", "REDIS_URL", "DATABASE_URL", "DATA_DIR", "SALE_ITEMS", "USER_LIMIT", "SALE_PERIOD_SECONDS", "HOLD_SECONDS", "CATALOG_FILE"]) expect(run.stdout.toString()).toContain(name)
+  for (const name of ["PORT", "REDIS_URL", "DATABASE_URL", "DATA_DIR", "SALE_ITEMS", "USER_LIMIT", "SALE_PERIOD_SECONDS", "HOLD_SECONDS", "CATALOG_FILE", "RATE_LIMIT_PER_USER", "RATE_LIMIT_PER_IP", "RATE_LIMIT_BURST_SECONDS", "TRUST_PROXY_HOPS"]) expect(run.stdout.toString()).toContain(name)
 })

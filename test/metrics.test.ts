@@ -41,7 +41,7 @@ for (const engine of engines) describe(`${engine} engine`, () => {
   let metrics: Metrics
   beforeAll(async () => {
     metrics = createMetrics()
-    h = await harness({ saleItems: 10, userLimit: 2 }, engine, { metrics })
+    h = await harness({ saleItems: 10, userLimit: 2 }, engine, { metrics, limits: { rateLimitPerUser: 1, rateLimitBurstSeconds: 3 } })
   })
   afterAll(() => h.close())
 
@@ -58,6 +58,7 @@ for (const engine of engines) describe(`${engine} engine`, () => {
     await h.checkout("bob", 1) // item_reserved
     await h.checkout("bob", 11) // unknown_item
     await h.checkout("bob", 2)
+    await h.checkout("bob", 3) // rate_limited: bob's fourth request within his burst of three
     await h.call("POST", "/checkout?user_id=cat&id=abc") // invalid_request (validation)
     await h.call("POST", "/checkout?user_id=cat&id=1&id=2") // invalid_request (repeated parameter)
     await h.purchase(held.body.code)
@@ -69,15 +70,16 @@ for (const engine of engines) describe(`${engine} engine`, () => {
     await h.call("DELETE", "/status")
     const m = await scrape()
     const requests = (endpoint: string, outcome: string) => m.value("flashsale_requests_total", { endpoint, outcome })
-    expect(Object.fromEntries(["reserved", "repeated", "item_reserved", "unknown_item", "invalid_request", "sold_out", "user_limit", "unavailable"].map((o) => [o, requests("checkout", o)]))).toEqual({
-      reserved: 2, repeated: 1, item_reserved: 1, unknown_item: 1, invalid_request: 2, sold_out: 0, user_limit: 0, unavailable: 0,
+    expect(Object.fromEntries(["reserved", "repeated", "item_reserved", "unknown_item", "rate_limited", "invalid_request", "sold_out", "user_limit", "unavailable"].map((o) => [o, requests("checkout", o)]))).toEqual({
+      reserved: 2, repeated: 1, item_reserved: 1, unknown_item: 1, rate_limited: 1, invalid_request: 2, sold_out: 0, user_limit: 0, unavailable: 0,
     })
     expect([requests("purchase", "purchased"), requests("purchase", "code_used"), requests("purchase", "code_not_found")]).toEqual([1, 1, 1])
     expect([requests("status", "ok"), requests("health", "ok"), requests("other", "not_found"), requests("status", "method_not_allowed")]).toEqual([1, 1, 1, 1])
+    expect(m.value("flashsale_rate_limited_total", { by: "user" })).toBe(1)
 
     expect(m.families.get("flashsale_request_duration_seconds")?.type).toBe("histogram")
-    expect(m.value("flashsale_request_duration_seconds_count", { endpoint: "checkout" })).toBe(7)
-    expect(m.value("flashsale_request_duration_seconds_bucket", { endpoint: "checkout", le: "+Inf" })).toBe(7)
+    expect(m.value("flashsale_request_duration_seconds_count", { endpoint: "checkout" })).toBe(8)
+    expect(m.value("flashsale_request_duration_seconds_bucket", { endpoint: "checkout", le: "+Inf" })).toBe(8)
     const buckets = [...m.text.matchAll(/^flashsale_request_duration_seconds_bucket\{endpoint="checkout",le="[^"]+"\} (\d+)$/gm)].map((b) => Number(b[1]))
     expect(buckets).toEqual([...buckets].sort((a, b) => a - b))
     expect(m.value("flashsale_request_duration_seconds_sum", { endpoint: "checkout" })).toBeGreaterThan(0)

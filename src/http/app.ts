@@ -9,12 +9,14 @@ import { codePattern } from "../sale/codes"
 import { UnavailableError, type Engine } from "../sale/engine"
 import { docs, healthResponses, responses, schemas } from "./docs"
 import { operability } from "./operability"
+import { admission, type Limits } from "./ratelimit"
 import { fail, iso, json } from "./respond"
 import { statusBody } from "./status"
 
 export type AppDeps = {
   engine: Engine
-  config: Pick<Config, "saleItems" | "salePeriodSeconds">
+  /** Without the rate limits (as in the tests), admission control is off. */
+  config: Pick<Config, "saleItems" | "salePeriodSeconds"> & Partial<Limits>
   log?: (message: string) => void
   /** The items' names and images; the generated ones by default. */
   catalog?: Catalog
@@ -80,7 +82,8 @@ const allowed: Record<string, string> = {
 }
 
 export function createApp({ engine, config, log = console.error, catalog = generatedCatalog, metrics = processMetrics }: AppDeps) {
-  const ops = operability({ engine, config, metrics, startedAt })
+  const limits = admission(config, metrics)
+  const ops = operability({ engine, config, metrics, admission: limits, startedAt })
   const count = (endpoint: Endpoint, outcome: RequestOutcome, context: object) => metrics.request(endpoint, outcome, startedAt(context))
   /** Counts what an onError handler answers, by the request-level code of its status. */
   const counted = (handler: (context: ErrorContext) => Response) => (context: ErrorContext) => {
@@ -124,6 +127,8 @@ export function createApp({ engine, config, log = console.error, catalog = gener
       "/checkout",
       async (c) => {
         const { query } = c
+        const refused = limits.checkout(query.user_id, c.request, c.server)
+        if (refused) return count("checkout", "rate_limited", c), refused
         const itemId = Number(query.id.startsWith("item") ? query.id.slice(4) : query.id)
         const result = await engine.checkout(query.user_id, itemId)
         count("checkout", result.ok ? (result.repeated ? "repeated" : "reserved") : result.error, c)
@@ -136,7 +141,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
         detail: {
           summary: "Hold an item",
           description: "Holds the item for the user for HOLD_SECONDS and returns a code to buy it with. Checking out the same item again while the hold is live returns the same code and does not count again.",
-          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "unavailable"]),
+          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "rate_limited", "unavailable"]),
         },
       },
     )
@@ -144,6 +149,8 @@ export function createApp({ engine, config, log = console.error, catalog = gener
       "/purchase",
       async (c) => {
         const { query } = c
+        const refused = limits.purchase(query.code, c.request, c.server)
+        if (refused) return count("purchase", "rate_limited", c), refused
         const result = await engine.purchase(query.code)
         count("purchase", result.ok ? "purchased" : result.error, c)
         if (!result.ok) return fail(result.error)
@@ -155,7 +162,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
         detail: {
           summary: "Buy a held item",
           description: "Buys the item held under this code. A live hold always converts; a code sells at most once.",
-          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "unavailable"]),
+          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "rate_limited", "unavailable"]),
         },
       },
     )

@@ -3,6 +3,7 @@ import { Elysia } from "elysia"
 import type { Config } from "../config"
 import { contentType, type Metrics } from "../metrics"
 import type { Engine } from "../sale/engine"
+import type { Admission } from "./ratelimit"
 import { scrapeGauges } from "./scrape"
 import { sampler } from "./status"
 
@@ -10,18 +11,19 @@ export type OperabilityDeps = {
   engine: Engine
   config: Pick<Config, "saleItems" | "salePeriodSeconds">
   metrics: Metrics
+  admission: Admission
   /** performance.now() at the request's arrival (set by app.ts's onRequest hook). */
   startedAt: (context: object) => number | undefined
 }
 
-export function operability({ engine, config, metrics, startedAt }: OperabilityDeps) {
+export function operability({ engine, config, metrics, admission, startedAt }: OperabilityDeps) {
   const engineSample = sampler(engine)
   const plugin = new Elysia({ name: "operability" })
     .get(
       "/metrics",
       async (c) => {
         const sample = await engineSample.sample()
-        const body = metrics.render(scrapeGauges(sample, config, { engine: engine.name }))
+        const body = metrics.render(scrapeGauges(sample, config, { engine: engine.name, rateLimitEntries: admission.entries() }))
         metrics.request("metrics", "ok", startedAt(c))
         return new Response(body, { headers: { "content-type": contentType } })
       },

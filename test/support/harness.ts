@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createApp, type AppDeps } from "../../src/http/app"
+import type { Limits } from "../../src/http/ratelimit"
 import type { EngineMetrics } from "../../src/metrics"
 import { createRedisEngine } from "../../src/redis/engine"
 import { createLedgerWriter } from "../../src/redis/ledger"
@@ -67,8 +68,8 @@ function embeddedEngine(config: SaleConfig, now: () => number, metrics?: EngineM
   }
 }
 
-/** What the app is given besides the engine: its own metrics and catalog. */
-export type AppOptions = Partial<Pick<AppDeps, "metrics" | "catalog">>
+/** What the app is given besides the engine: its own metrics and catalog, and rate limits (off unless given). */
+export type AppOptions = Partial<Pick<AppDeps, "metrics" | "catalog">> & { limits?: Partial<Limits> }
 
 export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis", options: AppOptions = {}) {
   const full = { ...defaults, ...config }
@@ -76,7 +77,7 @@ export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind
   // A sale in the future far enough that real time never reaches it, 1 s after it starts.
   const clock = { now: 1_900_000_000_000 - (1_900_000_000_000 % period) + 1000 }
   const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now) : embeddedEngine(full, () => clock.now, options.metrics)
-  const app = createApp({ engine, config: full, log: () => {}, metrics: options.metrics, catalog: options.catalog })
+  const app = createApp({ engine, config: { ...full, ...options.limits }, log: () => {}, metrics: options.metrics, catalog: options.catalog })
 
   const call = async (method: string, path: string) => {
     const response = await app.handle(new Request(`http://localhost${path}`, { method }))
