@@ -85,6 +85,7 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
   engine.startMaintenance()
   const app = listen(engine, `redis ${redisUrl}, postgres ${databaseUrl}`)
   return async () => {
+    app.closeWatchers()
     await app.server!.stop()
     engine.stopMaintenance()
     await ledger.stop()
@@ -108,6 +109,7 @@ async function startEmbeddedEngine(): Promise<() => Promise<void>> {
   engine.startMaintenance()
   const app = listen(engine, `data ${path}`)
   return async () => {
+    app.closeWatchers()
     await app.server!.stop()
     engine.close()
   }

@@ -78,6 +78,8 @@ const allowed: Record<string, string> = {
   "/swagger": "GET, HEAD",
   "/swagger/json": "GET, HEAD",
   "/swagger/scalar.js": "GET, HEAD",
+  "/": "GET, HEAD",
+  "/events": "GET",
   "/metrics": "GET, HEAD",
 }
 
@@ -191,7 +193,8 @@ export function createApp({ engine, config, log = console.error, catalog = gener
       },
     )
     .use(ops.plugin)
-  return app
+  /** Ends the live page's streams: call before the server's stop(), which waits for open responses. */
+  return Object.assign(app, { closeWatchers: () => ops.feed.close() })
 }
 
 export type App = ReturnType<typeof createApp>

@@ -13,7 +13,7 @@ export function backlogOf(checks: Record<string, unknown>): { entries: number; a
 
 const healthStates = ["ok", "degraded", "down"] as const
 
-export type ScrapeExtras = { engine: string; rateLimitEntries: { user: number; ip: number } }
+export type ScrapeExtras = { engine: string; watchers: number; rateLimitEntries: { user: number; ip: number } }
 
 export function scrapeGauges(sample: Sample, config: Pick<Config, "saleItems" | "salePeriodSeconds">, extras: ScrapeExtras): string[] {
   const out: string[] = []
@@ -23,6 +23,7 @@ export function scrapeGauges(sample: Sample, config: Pick<Config, "saleItems" | 
   const backlog = backlogOf(sample.health.checks)
   gauge(out, "flashsale_store_backlog_entries", "Decisions taken and not yet in the durable store (engine-wide for Redis: the ledger streams).", [["", backlog.entries]])
   gauge(out, "flashsale_store_backlog_age_seconds", "Age of the oldest decision not yet in the durable store.", [["", backlog.ageSeconds]])
+  gauge(out, "flashsale_live_watchers", "Browsers watching the live page (server-sent events) on this process.", [["", extras.watchers]])
   gauge(out, "flashsale_rate_limit_entries", "Clients tracked by admission control on this process, by bucket.", [['by="user"', extras.rateLimitEntries.user], ['by="ip"', extras.rateLimitEntries.ip]])
   gauge(out, "flashsale_status_up", "1 if the engine answered /status for this scrape, 0 if it could not.", [["", sample.status ? 1 : 0]])
   if (!sample.status) return out

@@ -120,7 +120,10 @@ export function serve(h: Harness) {
     base,
     checkout: (user: string, id: number) => post(`/checkout?user_id=${user}&id=${id}`),
     purchase: (code: string) => post(`/purchase?code=${code}`),
-    stop: () => app.stop(),
+    stop: () => {
+      h.app.closeWatchers()
+      return app.stop()
+    },
   }
 }
 
