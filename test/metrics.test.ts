@@ -140,6 +140,22 @@ describe("embedded engine work", () => {
   })
 })
 
+test("the Grafana dashboard in docs/ is built only on series that /metrics serves", async () => {
+  const dashboard = JSON.parse(await Bun.file(join(import.meta.dir, "..", "docs", "grafana-dashboard.json")).text())
+  const exprs: string[] = dashboard.panels.flatMap((p: { targets?: { expr: string }[] }) => (p.targets ?? []).map((t) => t.expr))
+  expect(exprs.length).toBeGreaterThan(10)
+  const metrics = createMetrics()
+  const h = await harness({}, "embedded", { metrics })
+  try {
+    const served = parse(await (await h.app.handle(new Request("http://localhost/metrics"))).text()).families
+    for (const name of new Set(exprs.flatMap((e) => e.match(/\b(flashsale|process)_[a-z_]+/g) ?? []))) {
+      expect({ name, served: served.has(name.replace(/_(bucket|sum|count)$/, "")) }).toEqual({ name, served: true })
+    }
+  } finally {
+    await h.close()
+  }
+})
+
 test("every error code can be an outcome label", () => {
   for (const code of Object.keys(codeToStatus)) expect(outcomeNames).toContain(code as never)
 })
