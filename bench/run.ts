@@ -15,6 +15,7 @@ import { startPostgres, startRedis, until, type PostgresServer, type RedisServer
 import { startServer, type ServerProcess } from "../test/support/process"
 import { saleRegistryKey, statsKey, usersKey } from "../src/redis/keys"
 import { journalBacklog } from "../src/redis/journal"
+import { options as configOptions } from "../src/config"
 import { cpuMeter } from "./cpu"
 
 const root = join(import.meta.dir, "..")
@@ -215,7 +216,9 @@ function embeddedBackend(options: Options): Backend {
 }
 
 async function runScenario(scenario: string, options: Options, binary: string, backend: Backend): Promise<ScenarioResult> {
-  const env = { ...backend.env, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300" }
+  // Admission control as shipped (startServer turns it off for the tests' robots): the bench's shoppers are fresh users.
+  const admission = Object.fromEntries(configOptions.filter((o) => o.env.startsWith("RATE_LIMIT_")).map((o) => [o.env, process.env[o.env] ?? o.default]))
+  const env = { ...backend.env, ...admission, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300" }
   const servers: ServerProcess[] = []
   const instances = scenario === "instances" ? options.instances : 1
   for (let i = 0; i < instances; i++) servers.push(await startServer(env, [binary], tmpdir()))

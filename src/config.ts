@@ -19,6 +19,16 @@ export type Config = {
   holdSeconds: number
   /** Redis engine: how long a success waits for its PostgreSQL commit before it is answered from the Redis journal. */
   commitWaitMs: number
+  /** CSV or JSON lines of the shop's items (src/catalog.ts); unset: generated names and images. */
+  catalogFile: string | undefined
+  /** Checkouts per second one user_id may make (and purchases per second per code); 0 turns it off. */
+  rateLimitPerUser: number
+  /** Checkouts plus purchases per second from one client IP; 0 (the default) turns it off. */
+  rateLimitPerIp: number
+  /** A bucket holds this many seconds of its rate, so a client may burst to rate × this. */
+  rateLimitBurstSeconds: number
+  /** Proxies in front of the server whose X-Forwarded-For is believed; 0 ignores the header. */
+  trustProxyHops: number
 }
 
 type Option = {
@@ -57,11 +67,17 @@ export const options: Option[] = [
   { env: "SALE_PERIOD_SECONDS", flag: "sale-period-seconds", key: "salePeriodSeconds", default: "3600", help: "length of a sale", parse: integer(1, 31_536_000) },
   { env: "HOLD_SECONDS", flag: "hold-seconds", key: "holdSeconds", default: "300", help: "how long a checkout holds its item", parse: integer(1, 86_400) },
   { env: "COMMIT_WAIT_MS", flag: "commit-wait-ms", key: "commitWaitMs", default: "50", help: "Redis engine: how long a success waits for its PostgreSQL commit", parse: integer(1, 10_000) },
+  { env: "CATALOG_FILE", flag: "catalog-file", key: "catalogFile", default: "", help: "CSV (id,name,image[,price]) or JSON lines of the sale's items", parse: (raw) => raw || undefined },
+  { env: "RATE_LIMIT_PER_USER", flag: "rate-limit-per-user", key: "rateLimitPerUser", default: "20", help: "requests per second per user_id (0: off)", parse: integer(0, 1_000_000) },
+  { env: "RATE_LIMIT_PER_IP", flag: "rate-limit-per-ip", key: "rateLimitPerIp", default: "0", help: "requests per second per client IP (0: off)", parse: integer(0, 1_000_000) },
+  { env: "RATE_LIMIT_BURST_SECONDS", flag: "rate-limit-burst-seconds", key: "rateLimitBurstSeconds", default: "2", help: "a client may burst to rate x this", parse: integer(1, 3600) },
+  { env: "TRUST_PROXY_HOPS", flag: "trust-proxy-hops", key: "trustProxyHops", default: "0", help: "proxies whose X-Forwarded-For is believed", parse: integer(0, 16) },
 ]
 
 export class ConfigError extends Error {}
 
-export type Parsed = { help: true } | { help: false; config: Config }
+/** `given`: the options set by the environment or a flag rather than left at their default. */
+export type Parsed = { help: true } | { help: false; config: Config; given: ReadonlySet<keyof Config> }
 
 /** Reads every option once; throws one ConfigError naming every bad value. */
 export function parseConfig(argv: string[], env: Record<string, string | undefined>): Parsed {
@@ -94,7 +110,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     problems.push("REDIS_URL and DATABASE_URL: set both (Redis + PostgreSQL engine) or neither (embedded engine), not just one")
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`)
-  return { help: false, config: config as Config }
+  return { help: false, config: config as Config, given: new Set([...raw.keys()].map((o) => o.key)) }
 }
 
 export function helpText(): string {

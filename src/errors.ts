@@ -5,6 +5,7 @@ const requestErrors = {
   invalid_request: 400,
   not_found: 404,
   method_not_allowed: 405,
+  rate_limited: 429,
   internal: 500,
   unavailable: 503,
 } as const
@@ -27,9 +28,13 @@ export const defaultMessages: Record<ErrorCode, string> = {
   item_reserved: "Another user holds this item.",
   code_used: "This code has already been used for a purchase.",
   user_limit: "You have reached the number of items one user may hold or buy in this sale.",
+  rate_limited: "Too many requests from this client; try again after Retry-After seconds.",
   internal: "Something went wrong on our side.",
   unavailable: "The sale cannot decide right now; try again shortly.",
 }
+
+/** The request-level code answered with this status (each has its own status), e.g. 405 -> method_not_allowed. */
+export const requestErrorOf = (status: number): ErrorCode | undefined => (Object.keys(requestErrors) as (keyof typeof requestErrors)[]).find((code) => requestErrors[code] === status)
 
 export type ErrorBody = { error: ErrorCode; message: string }
 

@@ -1,8 +1,11 @@
 /** The only file with side effects: config -> connect -> prepare -> listen, and a graceful stop. */
 import { isCluster, redisClient } from "./redis/connect"
 import postgres from "postgres"
+import { withCatalog } from "./catalog"
 import { ConfigError, helpText, parseConfig, redact, type Config } from "./config"
 import { createApp } from "./http/app"
+import { metrics } from "./metrics"
+import type { Catalog } from "./sale/catalog"
 import { createRedisEngine } from "./redis/engine"
 import { createLedgerWriter } from "./redis/ledger"
 import { createEmbeddedEngine } from "./embedded/engine"
@@ -13,14 +16,14 @@ import { join } from "node:path"
 
 const log = (message: string) => console.log(`${new Date().toISOString()} ${redact(message)}`)
 
-function readConfig(): Config {
+function readConfig(): { config: Config; catalog: Catalog } {
   try {
     const parsed = parseConfig(Bun.argv.slice(2), process.env)
     if (parsed.help) {
       process.stdout.write(helpText())
       process.exit(0)
     }
-    return parsed.config
+    return withCatalog(parsed.config, parsed.given)
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     console.error(redact(error.message))
@@ -39,7 +42,7 @@ async function waitFor<T>(what: string, attempt: () => Promise<T>): Promise<T> {
   }
 }
 
-const config = readConfig()
+const { config, catalog } = readConfig()
 const stop = config.redisUrl && config.databaseUrl ? await startRedisEngine(config.redisUrl, config.databaseUrl) : await startEmbeddedEngine()
 
 const stopWithinMs = 9500
@@ -61,7 +64,8 @@ process.on("SIGTERM", () => void shutdown("SIGTERM"))
 process.on("SIGINT", () => void shutdown("SIGINT"))
 
 function listen(engine: Engine, details: string) {
-  const app = createApp({ engine, config, log }).listen({ port: config.port, hostname: "0.0.0.0" })
+  const app = createApp({ engine, config, log, catalog }).listen({ port: config.port, hostname: "0.0.0.0" })
+  metrics.startSampling()
   log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine ${engine.name}, ${details})`)
   return app
 }
@@ -86,6 +90,7 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
   engine.startMaintenance()
   const app = listen(engine, `redis ${cluster ? "cluster " : ""}${redisUrl}, postgres ${databaseUrl}`)
   return async () => {
+    app.closeWatchers()
     await app.server!.stop()
     engine.stopMaintenance()
     await ledger.stop(6000)
@@ -109,6 +114,7 @@ async function startEmbeddedEngine(): Promise<() => Promise<void>> {
   engine.startMaintenance()
   const app = listen(engine, `data ${path}`)
   return async () => {
+    app.closeWatchers()
     await app.server!.stop()
     engine.close()
   }

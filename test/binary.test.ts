@@ -30,10 +30,15 @@ test("the binary is healthy, sells an item and serves its docs from a directory 
   expect(held).toMatchObject({ status: 200, body: { item: { id: 4 } } })
   expect(await request(server.base, "POST", `/purchase?code=${held.body.code}`)).toMatchObject({ status: 200, body: { user_id: "ann" } })
   const docs = await request(server.base, "GET", "/swagger/json")
-  expect(Object.keys(docs.body.paths).sort()).toEqual(["/checkout", "/health", "/purchase", "/status"])
+  expect(Object.keys(docs.body.paths).sort()).toEqual(["/checkout", "/events", "/health", "/metrics", "/purchase", "/status"])
   const ui = await fetch(`${server.base}/swagger/scalar.js`)
   expect(ui.status).toBe(200)
   expect((await ui.arrayBuffer()).byteLength).toBeGreaterThan(100_000)
+  const page = await fetch(`${server.base}/`)
+  expect(page.headers.get("content-type")).toContain("text/html")
+  expect(await page.text()).toContain('data-field="items_sold"')
+  const metrics = await (await fetch(`${server.base}/metrics`)).text()
+  expect(metrics).toContain('flashsale_requests_total{endpoint="checkout",outcome="reserved"} 1')
 })
 
 test("with neither REDIS_URL nor DATABASE_URL it runs the embedded engine, keeping its data in ./data of its directory", async () => {
@@ -72,5 +77,5 @@ test("a bad configuration exits 2 naming every bad variable, and never prints a 
 test("--help lists every variable with its default and exits 0", () => {
   const run = Bun.spawnSync([binary, "--help"], { stdout: "pipe", cwd: dir })
   expect(run.exitCode).toBe(0)
-  for (const name of ["PORT", "REDIS_URL", "DATABASE_URL", "DATA_DIR", "SALE_ITEMS", "USER_LIMIT", "SALE_PERIOD_SECONDS", "HOLD_SECONDS"]) expect(run.stdout.toString()).toContain(name)
+  for (const name of ["PORT", "REDIS_URL", "DATABASE_URL", "DATA_DIR", "SALE_ITEMS", "USER_LIMIT", "SALE_PERIOD_SECONDS", "HOLD_SECONDS", "CATALOG_FILE", "RATE_LIMIT_PER_USER", "RATE_LIMIT_PER_IP", "RATE_LIMIT_BURST_SECONDS", "TRUST_PROXY_HOPS"]) expect(run.stdout.toString()).toContain(name)
 })

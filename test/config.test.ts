@@ -10,7 +10,8 @@ const parse = (argv: string[], env: Record<string, string> = both) => {
 
 describe("configuration", () => {
   test("defaults follow the contract", () => {
-    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, commitWaitMs: 50 })
+    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, commitWaitMs: 50,
+      catalogFile: undefined, rateLimitPerUser: 20, rateLimitPerIp: 0, rateLimitBurstSeconds: 2, trustProxyHops: 0 })
   })
 
   test("flags override the environment, as --name value or --name=value", () => {
@@ -31,6 +32,16 @@ describe("configuration", () => {
 
   test("only one of REDIS_URL and DATABASE_URL is an error", () => {
     expect(() => parse([], { REDIS_URL: both.REDIS_URL })).toThrow(/set both .* or neither/)
+  })
+
+  test("admission control and the catalog are options like the others; 0 turns a rate limit off", () => {
+    expect(parse(["--rate-limit-per-user", "0", "--rate-limit-per-ip=50", "--trust-proxy-hops", "1"], { ...both, CATALOG_FILE: "/srv/items.csv" })).toMatchObject({ rateLimitPerUser: 0, rateLimitPerIp: 50, trustProxyHops: 1, catalogFile: "/srv/items.csv" })
+    expect(() => parse([], { ...both, RATE_LIMIT_PER_USER: "-1", RATE_LIMIT_BURST_SECONDS: "0" })).toThrow(/RATE_LIMIT_PER_USER[\s\S]*RATE_LIMIT_BURST_SECONDS/)
+  })
+
+  test("it tells which options were given rather than left at their default", () => {
+    const parsed = parseConfig(["--sale-items", "5"], { PORT: "1" })
+    expect(parsed.help === false && [...parsed.given].sort()).toEqual(["port", "saleItems"])
   })
 
   test("--help asks for the help text", () => {

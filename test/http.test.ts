@@ -133,7 +133,7 @@ for (const engine of engines) describe(`${engine} engine`, () => {
 
   describe("routing", () => {
     test("a wrong method on a known path is 405 with Allow", async () => {
-      const cases: [string, string, string][] = [["GET", "/checkout", "POST"], ["DELETE", "/purchase", "POST"], ["POST", "/status", "GET, HEAD"], ["PUT", "/health", "GET, HEAD"]]
+      const cases: [string, string, string][] = [["GET", "/checkout", "POST"], ["DELETE", "/purchase", "POST"], ["POST", "/status", "GET, HEAD"], ["PUT", "/health", "GET, HEAD"], ["POST", "/metrics", "GET, HEAD"], ["POST", "/events", "GET"], ["POST", "/", "GET, HEAD"]]
       for (const [method, path, allow] of cases) {
         const response = await h.call(method, path)
         expect({ path, status: response.status, error: response.body.error, allow: response.headers.get("allow") }).toEqual({ path, status: 405, error: "method_not_allowed", allow })
@@ -149,10 +149,10 @@ for (const engine of engines) describe(`${engine} engine`, () => {
     test("documents every endpoint and, for each, its error codes", async () => {
       const { status, body } = await h.call("GET", "/swagger/json")
       expect(status).toBe(200)
-      expect(Object.keys(body.paths).sort()).toEqual(["/checkout", "/health", "/purchase", "/status"])
+      expect(Object.keys(body.paths).sort()).toEqual(["/checkout", "/events", "/health", "/metrics", "/purchase", "/status"])
       const codes = (op: any) => Object.values(op.responses).flatMap((r: any) => r.content?.["application/json"]?.schema?.properties?.error?.enum ?? [])
-      expect(codes(body.paths["/checkout"].post).sort()).toEqual(["invalid_request", "item_reserved", "item_sold", "sold_out", "unavailable", "unknown_item", "user_limit"])
-      expect(codes(body.paths["/purchase"].post).sort()).toEqual(["code_not_found", "code_used", "invalid_request", "unavailable"])
+      expect(codes(body.paths["/checkout"].post).sort()).toEqual(["invalid_request", "item_reserved", "item_sold", "rate_limited", "sold_out", "unavailable", "unknown_item", "user_limit"])
+      expect(codes(body.paths["/purchase"].post).sort()).toEqual(["code_not_found", "code_used", "invalid_request", "rate_limited", "unavailable"])
       for (const code of codes(body.paths["/checkout"].post)) expect(body.paths["/checkout"].post.responses[codeToStatus[code as keyof typeof codeToStatus]]).toBeDefined()
       expect(Object.keys(body.paths["/checkout"].post.responses[200].content["application/json"].schema.properties).sort()).toEqual(["code", "expires_at", "item", "message", "sale_id"])
       expect(body.paths["/checkout"].post.parameters.map((p: any) => p.name).sort()).toEqual(["id", "user_id"])

@@ -6,6 +6,7 @@
  * client saw therefore survives kill -9, and the cost per request stays small.
  */
 import type { Config } from "../config"
+import { metrics as processMetrics, type EngineMetrics } from "../metrics"
 import { UnavailableError, type CheckoutResult, type Engine, type Health, type PurchaseResult, type SaleStatus } from "../sale/engine"
 import { defaultRetentionMs, saleForgottenAtMs, saleIdAt, salePurchasableUntilMs } from "../sale/clock"
 import { newCode as randomCode, saleOfCode } from "../sale/codes"
@@ -23,6 +24,8 @@ export type EmbeddedEngineOptions = {
   /** Called when a commit fails: memory is ahead of the file, so the process should restart from the file. */
   onFatal?: (error: Error) => void
   log?: (message: string) => void
+  /** Where commits and rebuilds are counted; the process's series by default. */
+  metrics?: EngineMetrics
 }
 
 export type EmbeddedEngine = Engine & {
@@ -33,7 +36,7 @@ export type EmbeddedEngine = Engine & {
 
 
 export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEngine {
-  const { store, config, now = Date.now, retentionMs = defaultRetentionMs, onFatal = () => {}, log = console.log } = options
+  const { store, config, now = Date.now, retentionMs = defaultRetentionMs, onFatal = () => {}, log = console.log, metrics = processMetrics } = options
   const periodMs = config.salePeriodSeconds * 1000
   const holdMs = config.holdSeconds * 1000
   const limits = { saleItems: config.saleItems, userLimit: config.userLimit, holdMs }
@@ -45,8 +48,11 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
   function saleState(saleId: number, at: number): rules.SaleState {
     let sale = sales.get(saleId)
     if (!sale) {
-      sale = rules.restoreSale(saleId, store.load(saleId, at))
+      const snapshot = store.load(saleId, at)
+      sale = rules.restoreSale(saleId, snapshot)
       sales.set(saleId, sale)
+      // A sale with anything kept was rebuilt from the file; a sale seen for the first time starts empty.
+      if (snapshot.checkouts.accepted + snapshot.checkouts.rejected + snapshot.purchases.accepted + snapshot.purchases.rejected > 0) metrics.rebuilds.inc()
     }
     return sale
   }
@@ -55,9 +61,12 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     const batch = pending
     pending = []
     if (batch.length === 0) return
+    const started = performance.now()
     try {
       store.write(batch.map((p) => p.record))
+      metrics.storeCommit.observe((performance.now() - started) / 1000, batch.length)
     } catch (error) {
+      metrics.storeCommit.failed()
       failed = error as Error
       log(`embedded: cannot write to SQLite (${failed.message}); refusing to decide until restarted`)
       for (const p of batch) p.fail(new UnavailableError(`the embedded store cannot write: ${failed.message}`, 5))

@@ -2,17 +2,39 @@
 import { Elysia, t } from "elysia"
 import scalarBundle from "../../node_modules/@scalar/api-reference/dist/browser/standalone.js" with { type: "file" }
 import type { Config } from "../config"
-import { itemOf } from "../sale/catalog"
-import { saleEndMs, saleStartMs } from "../sale/clock"
+import { requestErrorOf } from "../errors"
+import { metrics as processMetrics, type Endpoint, type Metrics, type RequestOutcome } from "../metrics"
+import { generatedCatalog, type Catalog } from "../sale/catalog"
 import { codePattern } from "../sale/codes"
 import { UnavailableError, type Engine } from "../sale/engine"
 import { docs, healthResponses, responses, schemas } from "./docs"
+import { operability } from "./operability"
+import { admission, type Limits } from "./ratelimit"
 import { fail, iso, json } from "./respond"
+import { statusBody } from "./status"
 
 export type AppDeps = {
   engine: Engine
-  config: Pick<Config, "saleItems" | "salePeriodSeconds">
+  /** Without the rate limits (as in the tests), admission control is off. */
+  config: Pick<Config, "saleItems" | "salePeriodSeconds"> & Partial<Limits>
   log?: (message: string) => void
+  /** The items' names and images; the generated ones by default. */
+  catalog?: Catalog
+  /** Where answers are counted; the process's series by default. */
+  metrics?: Metrics
+}
+
+type ErrorContext = { code: string | number; error: unknown; request: Request }
+
+/** performance.now() at the request's arrival, stamped on the request's context by the onRequest hook. */
+type Timed = { startedAt?: number }
+const startedAt = (context: object) => (context as Timed).startedAt
+
+/** The endpoint a path names, for answers that come from onError (validation, 404, 405, 503, 500). */
+function endpointOf(url: string): Endpoint {
+  const path = new URL(url).pathname
+  if (path === "/") return "page"
+  return ["/checkout", "/purchase", "/status", "/health", "/metrics", "/events"].includes(path) ? (path.slice(1) as Endpoint) : "other"
 }
 
 /** The first query parameter among names that appears more than once: which value was meant is ambiguous. */
@@ -56,13 +78,33 @@ const allowed: Record<string, string> = {
   "/swagger": "GET, HEAD",
   "/swagger/json": "GET, HEAD",
   "/swagger/scalar.js": "GET, HEAD",
+  "/": "GET, HEAD",
+  "/events": "GET",
+  "/metrics": "GET, HEAD",
 }
 
-export function createApp({ engine, config, log = console.error }: AppDeps) {
-  const periodMs = config.salePeriodSeconds * 1000
+export function createApp({ engine, config, log = console.error, catalog = generatedCatalog, metrics = processMetrics }: AppDeps) {
+  const limits = admission(config, metrics)
+  const ops = operability({ engine, config, metrics, admission: limits, startedAt })
+  const count = (endpoint: Endpoint, outcome: RequestOutcome, context: object) => metrics.request(endpoint, outcome, startedAt(context))
+  /** Counts what an onError handler answers, by the request-level code of its status. */
+  const counted = (handler: (context: ErrorContext) => Response) => (context: ErrorContext) => {
+    const response = handler(context)
+    count(endpointOf(context.request.url), requestErrorOf(response.status) ?? "internal", context)
+    return response
+  }
+  /** Counts the answer of a beforeHandle hook that refuses the request (its status names a request-level code). */
+  const countedRefusal = (endpoint: Endpoint, hook: (context: { request: Request }) => Response | undefined) => (context: { request: Request }) => {
+    const response = hook(context)
+    if (response) count(endpoint, requestErrorOf(response.status) ?? "internal", context)
+    return response
+  }
 
-  return new Elysia()
-    .onError(({ code, error, request }) => {
+  const app = new Elysia()
+    .onRequest((context) => {
+      ;(context as Timed).startedAt = performance.now()
+    })
+    .onError(counted(({ code, error, request }) => {
       if (code === "VALIDATION") {
         const first = (error as { all?: { summary?: string; path?: string }[] }).all?.[0]
         const message = typeof (error as Error).message === "string" && !(error as Error).message.startsWith("{") ? (error as Error).message : `${first?.path ?? "a parameter"}: ${first?.summary ?? "is invalid"}`
@@ -80,69 +122,66 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
       }
       log(`internal error on ${request.method} ${new URL(request.url).pathname}: ${(error as Error)?.stack ?? String(error)}`)
       return fail("internal")
-    })
+    }))
     .use(docs("/swagger/scalar.js"))
     .get("/swagger/scalar.js", () => new Response(Bun.file(scalarBundle), { headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=86400" } }), { detail: { hide: true } })
     .post(
       "/checkout",
-      async ({ query }) => {
+      async (c) => {
+        const { query } = c
+        const refused = limits.checkout(query.user_id, c.request, c.server)
+        if (refused) return count("checkout", "rate_limited", c), refused
         const itemId = Number(query.id.startsWith("item") ? query.id.slice(4) : query.id)
         const result = await engine.checkout(query.user_id, itemId)
+        count("checkout", result.ok ? (result.repeated ? "repeated" : "reserved") : result.error, c)
         if (!result.ok) return fail(result.error)
-        return { message: "success" as const, code: result.code, sale_id: result.saleId, item: itemOf(result.saleId, itemId), expires_at: iso(result.expiresAt) }
+        return { message: "success" as const, code: result.code, sale_id: result.saleId, item: catalog.itemOf(result.saleId, itemId), expires_at: iso(result.expiresAt) }
       },
       {
         query: queries.checkout,
-        beforeHandle: rejectRepeated(["user_id", "id"]),
+        beforeHandle: countedRefusal("checkout", rejectRepeated(["user_id", "id"])),
         detail: {
           summary: "Hold an item",
           description: "Holds the item for the user for HOLD_SECONDS and returns a code to buy it with. Checking out the same item again while the hold is live returns the same code and does not count again.",
-          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "unavailable"]),
+          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "rate_limited", "unavailable"]),
         },
       },
     )
     .post(
       "/purchase",
-      async ({ query }) => {
+      async (c) => {
+        const { query } = c
+        const refused = limits.purchase(query.code, c.request, c.server)
+        if (refused) return count("purchase", "rate_limited", c), refused
         const result = await engine.purchase(query.code)
+        count("purchase", result.ok ? "purchased" : result.error, c)
         if (!result.ok) return fail(result.error)
-        return { message: "success" as const, sale_id: result.saleId, user_id: result.userId, item: itemOf(result.saleId, result.itemId), purchased_at: iso(result.purchasedAt) }
+        return { message: "success" as const, sale_id: result.saleId, user_id: result.userId, item: catalog.itemOf(result.saleId, result.itemId), purchased_at: iso(result.purchasedAt) }
       },
       {
         query: queries.purchase,
-        beforeHandle: rejectRepeated(["code"]),
+        beforeHandle: countedRefusal("purchase", rejectRepeated(["code"])),
         detail: {
           summary: "Buy a held item",
           description: "Buys the item held under this code. A live hold always converts; a code sells at most once.",
-          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "unavailable"]),
+          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "rate_limited", "unavailable"]),
         },
       },
     )
     .get(
       "/status",
-      async () => {
-        const s = await engine.status()
-        const available = Math.max(0, config.saleItems - s.itemsSold - s.itemsReserved)
-        return {
-          sale_id: s.saleId,
-          started_at: iso(saleStartMs(s.saleId, periodMs)),
-          ends_at: iso(saleEndMs(s.saleId, periodMs)),
-          seconds_remaining: Math.max(0, Math.ceil((saleEndMs(s.saleId, periodMs) - s.now) / 1000)),
-          items_total: config.saleItems,
-          items_sold: s.itemsSold,
-          items_reserved: s.itemsReserved,
-          items_available: available,
-          checkouts: s.checkouts,
-          purchases: s.purchases,
-          sale_status: s.itemsSold >= config.saleItems ? ("sold_out" as const) : ("active" as const),
-        }
+      async (c) => {
+        const body = statusBody(await engine.status(), config)
+        count("status", "ok", c)
+        return body
       },
       { detail: { summary: "The current sale, counted across every instance", responses: responses(schemas.status, "The current sale.", ["unavailable"]) } },
     )
     .get(
       "/health",
-      async () => {
+      async (c) => {
         const h = await engine.health()
+        count("health", h.status, c)
         return new Response(JSON.stringify(h), { status: h.status === "down" ? 503 : 200, headers: json })
       },
       {
@@ -153,6 +192,9 @@ export function createApp({ engine, config, log = console.error }: AppDeps) {
         },
       },
     )
+    .use(ops.plugin)
+  /** Ends the live page's streams: call before the server's stop(), which waits for open responses. */
+  return Object.assign(app, { closeWatchers: () => ops.feed.close() })
 }
 
 export type App = ReturnType<typeof createApp>

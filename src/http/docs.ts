@@ -5,7 +5,12 @@ import { openapi } from "@elysiajs/openapi"
 import { codeToStatus, type ErrorCode } from "../errors"
 
 // Response shapes, for the document only: responses are built by the handlers, not validated at run time.
-const ItemSchema = T.Object({ id: T.Integer(), name: T.String(), image: T.String({ format: "uri" }) })
+const ItemSchema = T.Object({
+  id: T.Integer(),
+  name: T.String(),
+  image: T.String({ description: "An http(s) URL, or a path on the shop's site when CATALOG_FILE gives one." }),
+  price: T.Optional(T.Number({ description: "Only when CATALOG_FILE has a price column." })),
+})
 export const schemas = {
   checkout: T.Object({ message: T.Literal("success"), code: T.String(), sale_id: T.Integer(), item: ItemSchema, expires_at: T.String({ format: "date-time" }) }),
   purchase: T.Object({ message: T.Literal("success"), sale_id: T.Integer(), user_id: T.String(), item: ItemSchema, purchased_at: T.String({ format: "date-time" }) }),

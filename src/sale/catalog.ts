@@ -1,4 +1,7 @@
-/** Item names and images, generated deterministically from (saleId, itemId) so every instance and engine agrees. */
+/**
+ * What a sale's items are called and look like: the shop's own catalog (parsed here from CATALOG_FILE's text),
+ * or names and images generated deterministically from (saleId, itemId), so every instance and engine agrees.
+ */
 
 const adjectives = ["Amber", "Brisk", "Cobalt", "Dapper", "Electric", "Feather", "Golden", "Hidden", "Ivory", "Jade", "Kinetic", "Lunar", "Misty", "Nimble", "Onyx", "Polar", "Quiet", "Rustic", "Solar", "Tidal", "Urban", "Velvet", "Wild", "Zesty"]
 const materials = ["Bamboo", "Canvas", "Ceramic", "Copper", "Cotton", "Denim", "Glass", "Granite", "Leather", "Linen", "Maple", "Oak", "Silk", "Steel", "Walnut", "Wool"]
@@ -13,10 +16,143 @@ function mix(x: number): number {
   return (x ^ (x >>> 16)) >>> 0
 }
 
-export type Item = { id: number; name: string; image: string }
+export type Item = { id: number; name: string; image: string; price?: number }
 
+/** The generated item: the same name and image for (saleId, itemId) on every instance. */
 export function itemOf(saleId: number, itemId: number): Item {
   const h = mix(mix(saleId >>> 0) ^ mix((saleId / 2 ** 32) >>> 0) ^ itemId)
   const name = `${adjectives[h % adjectives.length]} ${materials[(h >>> 8) % materials.length]} ${things[(h >>> 16) % things.length]}`
   return { id: itemId, name, image: `https://picsum.photos/seed/flashsale-${saleId}-${itemId}/480/480` }
+}
+
+/** Answers what item `itemId` of sale `saleId` is. `size`: how many items the catalog fixes (ids 1..size), if any. */
+export type Catalog = { size: number | undefined; itemOf(saleId: number, itemId: number): Item }
+
+export const generatedCatalog: Catalog = { size: undefined, itemOf }
+
+/** The shop's items, the same in every sale; ids are 1..items.length (parseCatalog checks that). */
+export function fixedCatalog(items: Item[]): Catalog {
+  const byId: Item[] = []
+  for (const item of items) byId[item.id] = item
+  return { size: items.length, itemOf: (_saleId, itemId) => byId[itemId] ?? { id: itemId, name: `Item ${itemId}`, image: "" } }
+}
+
+/** A problem in a catalog's text, at a line (1-based). */
+export class CatalogProblem extends Error {
+  constructor(
+    readonly line: number,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+const maxId = 1_000_000
+
+/**
+ * Parses a catalog: CSV with a header naming id, name, image (and optionally price) in any order,
+ * or JSON lines ({"id":1,"name":"…","image":"…","price":9.5}) when the first non-blank character is `{`.
+ * Blank lines are skipped. The ids must be 1..N, each once, where N is the number of items.
+ */
+export function parseCatalog(text: string): Item[] {
+  const lines = text.split("\n")
+  const first = lines.findIndex((l) => l.trim() !== "")
+  if (first < 0) throw new CatalogProblem(1, "the file is empty")
+  const items = lines[first]!.trimStart().startsWith("{") ? jsonLines(lines) : csv(lines, first)
+  if (items.length === 0) throw new CatalogProblem(first + 1, "only a header, no items")
+  const seen = new Map<number, number>()
+  for (const [line, item] of items) {
+    const before = seen.get(item.id)
+    if (before !== undefined) throw new CatalogProblem(line, `duplicate id ${item.id} (first on line ${before})`)
+    seen.set(item.id, line)
+  }
+  for (const [line, item] of items) {
+    if (item.id > items.length) throw new CatalogProblem(line, `id ${item.id} is beyond the ${items.length} items in the file: ids must be 1..${items.length}, each once`)
+  }
+  return items.map(([, item]) => item)
+}
+
+function item(line: number, fields: { id: unknown; name: unknown; image: unknown; price?: unknown }): Item {
+  const id = typeof fields.id === "number" ? fields.id : typeof fields.id === "string" && /^\s*\d{1,9}\s*$/.test(fields.id) ? Number(fields.id) : NaN
+  if (!Number.isInteger(id) || id < 1 || id > maxId) throw new CatalogProblem(line, `id ${JSON.stringify(fields.id ?? "")} is not a whole number from 1 to ${maxId}`)
+  const name = typeof fields.name === "string" ? fields.name.trim() : ""
+  if (!name) throw new CatalogProblem(line, `item ${id} has no name`)
+  const image = typeof fields.image === "string" ? fields.image.trim() : ""
+  if (!/^(https?:\/\/[^\s]+|\/[^\s]*)$/.test(image)) throw new CatalogProblem(line, `item ${id}: image ${JSON.stringify(image)} is not an http(s) URL or a path starting with /`)
+  const result: Item = { id, name, image }
+  const price = fields.price
+  if (price !== undefined && price !== null && price !== "") {
+    const n = typeof price === "number" ? price : typeof price === "string" && /^\s*\d+(\.\d+)?\s*$/.test(price) ? Number(price) : NaN
+    if (!Number.isFinite(n) || n < 0) throw new CatalogProblem(line, `item ${id}: price ${JSON.stringify(price)} is not a number of 0 or more`)
+    result.price = n
+  }
+  return result
+}
+
+function jsonLines(lines: string[]): [number, Item][] {
+  const items: [number, Item][] = []
+  lines.forEach((text, i) => {
+    if (text.trim() === "") return
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch (error) {
+      throw new CatalogProblem(i + 1, `not valid JSON (${(error as Error).message})`)
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new CatalogProblem(i + 1, "expected an object with id, name and image")
+    for (const key of ["id", "name", "image"]) if (!(key in value)) throw new CatalogProblem(i + 1, `missing "${key}"`)
+    items.push([i + 1, item(i + 1, value as Record<"id" | "name" | "image", unknown>)])
+  })
+  return items
+}
+
+/** One CSV record: fields separated by commas, each optionally in double quotes ("" inside is a quote). */
+function fieldsOf(text: string, line: number): string[] {
+  if (!text.includes('"')) return text.split(",")
+  const fields: string[] = []
+  let i = 0
+  for (;;) {
+    if (text[i] === '"') {
+      let value = ""
+      for (i++; ; ) {
+        const end = text.indexOf('"', i)
+        if (end < 0) throw new CatalogProblem(line, "a quoted field is not closed (fields cannot span lines)")
+        value += text.slice(i, end)
+        if (text[end + 1] === '"') {
+          value += '"'
+          i = end + 2
+        } else {
+          i = end + 1
+          break
+        }
+      }
+      fields.push(value)
+      if (i < text.length && text[i] !== ",") throw new CatalogProblem(line, "unexpected text after a closing quote")
+    } else {
+      const end = text.indexOf(",", i)
+      fields.push(text.slice(i, end < 0 ? text.length : end))
+      i = end < 0 ? text.length : end
+    }
+    if (i >= text.length) return fields
+    i++ // the comma
+  }
+}
+
+function csv(lines: string[], headerAt: number): [number, Item][] {
+  const strip = (l: string) => (l.endsWith("\r") ? l.slice(0, -1) : l)
+  const header = fieldsOf(strip(lines[headerAt]!).replace(/^\uFEFF/, ""), headerAt + 1).map((h) => h.trim().toLowerCase())
+  const column = (name: string) => header.indexOf(name)
+  for (const name of ["id", "name", "image"]) {
+    if (column(name) < 0) throw new CatalogProblem(headerAt + 1, `the header has no "${name}" column (expected id,name,image and optionally price; got ${header.join(",")})`)
+  }
+  const [id, name, image, price] = [column("id"), column("name"), column("image"), column("price")]
+  const items: [number, Item][] = []
+  for (let i = headerAt + 1; i < lines.length; i++) {
+    const text = strip(lines[i]!)
+    if (text.trim() === "") continue
+    const f = fieldsOf(text, i + 1)
+    if (f.length !== header.length) throw new CatalogProblem(i + 1, `${f.length} fields, but the header has ${header.length}`)
+    items.push([i + 1, item(i + 1, { id: f[id], name: f[name], image: f[image], price: price < 0 ? undefined : f[price] })])
+  }
+  return items
 }

@@ -3,7 +3,9 @@ import Redis from "ioredis"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { createApp } from "../../src/http/app"
+import { createApp, type AppDeps } from "../../src/http/app"
+import type { Limits } from "../../src/http/ratelimit"
+import type { EngineMetrics } from "../../src/metrics"
 import { createRedisEngine } from "../../src/redis/engine"
 import { createLedgerWriter } from "../../src/redis/ledger"
 import { createEmbeddedEngine } from "../../src/embedded/engine"
@@ -47,10 +49,10 @@ async function redisEngine(config: SaleConfig, now: () => number): Promise<{ eng
   }
 }
 
-function embeddedEngine(config: SaleConfig, now: () => number): { engine: Engine; kept: Kept } {
+function embeddedEngine(config: SaleConfig, now: () => number, metrics?: EngineMetrics): { engine: Engine; kept: Kept } {
   const dir = mkdtempSync(join(tmpdir(), "fs-embedded-"))
   const store = openStore(join(dir, "flashsale.sqlite"))
-  const engine = createEmbeddedEngine({ store, config, now, log: () => {} })
+  const engine = createEmbeddedEngine({ store, config, now, log: () => {}, metrics })
   return {
     engine,
     kept: {
@@ -66,13 +68,16 @@ function embeddedEngine(config: SaleConfig, now: () => number): { engine: Engine
   }
 }
 
-export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis") {
+/** What the app is given besides the engine: its own metrics and catalog, and rate limits (off unless given). */
+export type AppOptions = Partial<Pick<AppDeps, "metrics" | "catalog">> & { limits?: Partial<Limits> }
+
+export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis", options: AppOptions = {}) {
   const full = { ...defaults, ...config }
   const period = full.salePeriodSeconds * 1000
   // A sale in the future far enough that real time never reaches it, 1 s after it starts.
   const clock = { now: 1_900_000_000_000 - (1_900_000_000_000 % period) + 1000 }
-  const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now) : embeddedEngine(full, () => clock.now)
-  const app = createApp({ engine, config: full, log: () => {} })
+  const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now) : embeddedEngine(full, () => clock.now, options.metrics)
+  const app = createApp({ engine, config: { ...full, ...options.limits }, log: () => {}, metrics: options.metrics, catalog: options.catalog })
 
   const call = async (method: string, path: string) => {
     const response = await app.handle(new Request(`http://localhost${path}`, { method }))
@@ -115,7 +120,10 @@ export function serve(h: Harness) {
     base,
     checkout: (user: string, id: number) => post(`/checkout?user_id=${user}&id=${id}`),
     purchase: (code: string) => post(`/purchase?code=${code}`),
-    stop: () => app.stop(),
+    stop: () => {
+      h.app.closeWatchers()
+      return app.stop()
+    },
   }
 }
 

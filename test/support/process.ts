@@ -9,8 +9,12 @@ export type ServerProcess = {
   stop(signal?: NodeJS.Signals | number): Promise<number>
 }
 
+/**
+ * Starts the server with `env` over this process's environment. Admission control is off unless `env` sets
+ * RATE_LIMIT_PER_USER: these servers serve robots (the fault tests' shoppers make ~100 requests per second per user).
+ */
 export async function startServer(env: Record<string, string>, command = ["bun", join(import.meta.dir, "..", "..", "src", "main.ts")], cwd?: string): Promise<ServerProcess> {
-  const proc = Bun.spawn(command, { env: { ...process.env, PORT: "0", ...env }, stdout: "pipe", stderr: "pipe", cwd })
+  const proc = Bun.spawn(command, { env: { ...process.env, PORT: "0", RATE_LIMIT_PER_USER: "0", ...env }, stdout: "pipe", stderr: "pipe", cwd })
   let output = ""
   const base = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 20_000)
