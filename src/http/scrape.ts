@@ -21,7 +21,7 @@ export function scrapeGauges(sample: Sample, config: Pick<Config, "saleItems" | 
   const states = labelSets("status", healthStates)
   gauge(out, "flashsale_health_status", "1 for the engine's current health (as /health), 0 for the others.", healthStates.map((s, i) => [states[i]!, sample.health.status === s ? 1 : 0]))
   const backlog = backlogOf(sample.health.checks)
-  gauge(out, "flashsale_store_backlog_entries", "Decisions taken and not yet in the durable store (engine-wide for Redis: the ledger streams).", [["", backlog.entries]])
+  gauge(out, "flashsale_store_backlog_entries", "Not yet in the durable store: journal entries, one per script call (Redis engine, engine-wide), or uncommitted decisions (embedded).", [["", backlog.entries]])
   gauge(out, "flashsale_store_backlog_age_seconds", "Age of the oldest decision not yet in the durable store.", [["", backlog.ageSeconds]])
   gauge(out, "flashsale_live_watchers", "Browsers watching the live page (server-sent events) on this process.", [["", extras.watchers]])
   gauge(out, "flashsale_rate_limit_entries", "Clients tracked by admission control on this process, by bucket.", [['by="user"', extras.rateLimitEntries.user], ['by="ip"', extras.rateLimitEntries.ip]])

@@ -6,6 +6,7 @@
 import type { RedisClient } from "./connect"
 import type { Sql } from "postgres"
 import type { Config } from "../config"
+import { metrics as processMetrics, type EngineMetrics } from "../metrics"
 import { ping } from "../postgres/store"
 import { defaultRetentionMs } from "../sale/clock"
 import { newCode, saleOfCode } from "../sale/codes"
@@ -30,6 +31,7 @@ export type RedisEngineOptions = {
   retentionMs?: number
   /** Whether Redis is one server or a cluster, as /health reports it. */
   mode?: "standalone" | "cluster"
+  metrics?: EngineMetrics
   log?: (message: string) => void
 }
 
@@ -49,11 +51,11 @@ const maintenanceEveryMs = 250
 const lagDegradedMs = 5000
 
 export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
-  const { redis, sql, ledger, config, now, retentionMs = defaultRetentionMs, mode = "standalone", log = console.log } = options
+  const { redis, sql, ledger, config, now, retentionMs = defaultRetentionMs, mode = "standalone", log = console.log, metrics = processMetrics } = options
   const scripts = registerScripts(redis)
   const periodMs = config.salePeriodSeconds * 1000
   const holdMs = config.holdSeconds * 1000
-  const sale = createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, now, log })
+  const sale = createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, now, log, onRebuild: () => metrics.rebuilds.inc() })
 
   /** Runs a script for the current sale, following the current sale (wrongSale) and rebuilding lost state (notReady). */
   async function decide(script: "checkout" | "status", args: (saleId: number) => (string | number)[]): Promise<[number, (string | number)[]]> {
@@ -83,6 +85,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   }
 
   const checkoutBatched = batcher<{ userId: string; itemId: number }, CheckoutResult | Promise<CheckoutResult>>(async (batch) => {
+    metrics.batchSize.observe(batch.length, "checkout")
     const [saleId, reply] = await decide("checkout", (saleId) => {
       const args: (string | number)[] = [sale.nowArg(), saleId, periodMs, config.saleItems, config.userLimit, holdMs]
       for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId))
@@ -105,6 +108,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
 
   /** Purchases of one sale, decided together (lua/purchase.lua), rebuilding the sale first if Redis lost it. */
   async function purchaseBatch(saleId: number, codes: string[]): Promise<(PurchaseResult | Promise<PurchaseResult>)[]> {
+    metrics.batchSize.observe(codes.length, "purchase")
     for (let attempt = 0; attempt < attempts; attempt++) {
       const reply = await scripts.purchase(saleKeys(saleId), [sale.nowArg(), saleId, periodMs, holdMs, ...codes]).catch(unavailable)
       const status = Number(reply[0])

@@ -15,6 +15,7 @@
 import type { RedisClient } from "./connect"
 import type { Sql } from "postgres"
 import { ping, writeRecords } from "../postgres/store"
+import { metrics as processMetrics, type EngineMetrics } from "../metrics"
 import type { DecisionRecord } from "../sale/records"
 import { journalBacklog, recordsOf, type Backlog, type StreamEntry } from "./journal"
 import { drainLockKey, logKey, saleRegistryKey } from "./keys"
@@ -29,6 +30,7 @@ export type LedgerOptions = {
   /** Journal entries this old belong to no live commit and are recovered from the journal. */
   claimAfterMs?: number
   log?: (message: string) => void
+  metrics?: EngineMetrics
 }
 
 /** What became of a script call's records: in PostgreSQL, or (not yet) only in the journal. */
@@ -57,7 +59,7 @@ const drainBatch = 500
 const notCommitted: Kept = { committed: false, refused: new Set() }
 
 export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
-  const { redis, sql, commitWaitMs = 50, commitTimeoutMs = 5000, claimAfterMs = 5000, log = console.log } = options
+  const { redis, sql, commitWaitMs = 50, commitTimeoutMs = 5000, claimAfterMs = 5000, log = console.log, metrics = processMetrics } = options
   let queue: Queued[] = []
   let committing: Promise<void> | undefined
   let pg: { up: boolean; error?: string } = { up: true }
@@ -81,12 +83,15 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
   async function write(records: DecisionRecord[]): Promise<Set<string>> {
     let timeout: ReturnType<typeof setTimeout> | undefined
     const stalled = new Promise<never>((_, reject) => (timeout = setTimeout(() => reject(new Error(`no commit within ${commitTimeoutMs} ms`)), commitTimeoutMs)))
+    const started = performance.now()
     try {
       const refused = await Promise.race([writeRecords(sql, records), stalled])
+      metrics.storeCommit.observe((performance.now() - started) / 1000, records.length)
       cameUp()
       for (const code of refused) log(`ledger: PostgreSQL refused a second sale of the item bought with code ${code}`)
       return refused
     } catch (error) {
+      metrics.storeCommit.failed()
       wentDown(error)
       throw error
     } finally {

@@ -23,6 +23,8 @@ export type LifecycleOptions = {
   /** Decide at this time instead of Redis TIME (tests only). */
   now?: () => number
   log: (message: string) => void
+  /** Called once per rebuild that initialised the sale. */
+  onRebuild?: () => void
 }
 
 export type Lifecycle = ReturnType<typeof createLifecycle>
@@ -30,7 +32,7 @@ export type Lifecycle = ReturnType<typeof createLifecycle>
 /** Beyond the commit wait, for an answer already decided but still on its way out of another instance. */
 const commitWaitMarginMs = 100
 
-export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, now, log }: LifecycleOptions) {
+export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, now, log, onRebuild = () => {} }: LifecycleOptions) {
   const rebuilding = new Map<number, Promise<void>>()
   let clockOffsetMs = 0
   let lastClockSync = 0
@@ -89,6 +91,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
         throw new UnavailableError(`sale ${saleId} must be rebuilt from PostgreSQL, which is unreachable: ${(error as Error).message}`, 2)
       }
       const done = await scripts.initSale(saleKeys(saleId), initArgs(saleId, "rebuild", snapshot))
+      if (done === 1) onRebuild()
       if (done === 1) log(`sale ${saleId}: rebuilt from PostgreSQL (${snapshot.sold.length} sold, ${snapshot.holds.length} live holds)`)
     })().finally(() => rebuilding.delete(saleId))
     rebuilding.set(saleId, started)
