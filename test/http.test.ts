@@ -51,7 +51,10 @@ for (const engine of engines) describe(`${engine} engine`, () => {
 
     test("malformed, missing or repeated parameters are 400 invalid_request naming the parameter", async () => {
       const paths = ["/checkout?id=9", "/checkout?user_id=zed", "/checkout?user_id=&id=9", `/checkout?user_id=${"a".repeat(65)}&id=9`, "/checkout?user_id=a%20b&id=9", "/checkout?user_id=zed&id=abc",
-        "/checkout?user_id=zed&id=-1", "/checkout?user_id=zed&id=1234567890", "/checkout?user_id=zed&id=1.5", "/checkout?user_id=zed&id=9&id=10", "/checkout?user_id=zed&user_id=yan&id=9"]
+        "/checkout?user_id=zed&id=-1", "/checkout?user_id=zed&id=1234567890", "/checkout?user_id=zed&id=1.5", "/checkout?user_id=zed&id=9&id=10", "/checkout?user_id=zed&user_id=yan&id=9",
+        // A repeat in another spelling is still a repeat: names are compared decoded.
+        "/checkout?user%5Fid=zed&user_id=yan&id=9", "/checkout?user_id=zed&id=9&%69d=10", "/checkout?user_id=zed&i%64=9&id=10", "/checkout?%75ser_id=zed&user%5fid=yan&id=9",
+        "/checkout?user_id=%E0%A4%A&id=9", "/checkout?user_id=zed&id=%"]
       for (const path of paths) {
         const { status, body } = await h.call("POST", path)
         expect({ path, status, error: body.error }).toEqual({ path, status: 400, error: "invalid_request" })
@@ -90,6 +93,7 @@ for (const engine of engines) describe(`${engine} engine`, () => {
       expect(await h.purchase("not-a-code")).toMatchObject({ status: 400, body: { error: "invalid_request" } })
       const code = `${saleId()}.AAAAAAAAAAAAAAAAAAAAAA`
       expect(await h.call("POST", `/purchase?code=${code}&code=${code}`)).toMatchObject({ status: 400, body: { error: "invalid_request" } })
+      expect(await h.call("POST", `/purchase?code=${code}&c%6Fde=${code}`)).toMatchObject({ status: 400, body: { error: "invalid_request" } })
     })
 
     test("an expired hold's code is 404 code_not_found, and the item can be held again", async () => {

@@ -15,7 +15,7 @@ export type OperabilityDeps = {
   metrics: Metrics
   admission: Admission
   /** performance.now() at the request's arrival (set by app.ts's onRequest hook). */
-  startedAt: (context: object) => number | undefined
+  startedAt: (request: Request) => number | undefined
 }
 
 /** The page as text (Bun's types describe an .html import as a bundle; `type: "text"` makes it the file's text). */
@@ -28,8 +28,8 @@ export function operability({ engine, config, metrics, admission, startedAt }: O
   const plugin = new Elysia({ name: "operability" })
     .get(
       "/",
-      (c) => {
-        metrics.request("page", "ok", startedAt(c))
+      ({ request }) => {
+        metrics.request("page", "ok", startedAt(request))
         return new Response(page, { headers: pageHeaders })
       },
       { detail: { hide: true } },
@@ -51,10 +51,10 @@ export function operability({ engine, config, metrics, admission, startedAt }: O
     )
     .get(
       "/metrics",
-      async (c) => {
+      async ({ request }) => {
         const sample = await engineSample.sample()
         const body = metrics.render(scrapeGauges(sample, config, { engine: engine.name, watchers: feed.watchers, rateLimitEntries: admission.entries() }))
-        metrics.request("metrics", "ok", startedAt(c))
+        metrics.request("metrics", "ok", startedAt(request))
         return new Response(body, { headers: { "content-type": contentType } })
       },
       {
