@@ -1,4 +1,5 @@
 /** Typed configuration from environment variables and `--flag value` arguments. Only this file reads the environment. */
+import { displayUrl } from "./redact"
 
 export type Config = {
   /** HTTP port; 0 picks a free one. */
@@ -38,6 +39,8 @@ type Option = {
   default: string
   help: string
   parse: (raw: string) => Config[keyof Config] | Error
+  /** May hold a password: a bad value is shown only in its display form (src/redact.ts). */
+  secret?: true
 }
 
 const integer = (min: number, max: number) => (raw: string) => {
@@ -59,8 +62,8 @@ const text = (raw: string) => (raw === "" ? new Error("expected a non-empty path
 
 export const options: Option[] = [
   { env: "PORT", flag: "port", key: "port", default: "8080", help: "HTTP port (0 picks a free one)", parse: integer(0, 65535) },
-  { env: "REDIS_URL", flag: "redis-url", key: "redisUrl", default: "", help: "redis://host:port/db", parse: url(["redis:", "rediss:"]) },
-  { env: "DATABASE_URL", flag: "database-url", key: "databaseUrl", default: "", help: "postgres://user:pass@host:port/db", parse: url(["postgres:", "postgresql:"]) },
+  { env: "REDIS_URL", flag: "redis-url", key: "redisUrl", default: "", help: "redis://host:port/db", parse: url(["redis:", "rediss:"]), secret: true },
+  { env: "DATABASE_URL", flag: "database-url", key: "databaseUrl", default: "", help: "postgres://user:pass@host:port/db", parse: url(["postgres:", "postgresql:"]), secret: true },
   { env: "DATA_DIR", flag: "data-dir", key: "dataDir", default: "./data", help: "where the embedded engine keeps its SQLite file", parse: text },
   { env: "SALE_ITEMS", flag: "sale-items", key: "saleItems", default: "10000", help: "items per sale", parse: integer(1, 1_000_000) },
   { env: "USER_LIMIT", flag: "user-limit", key: "userLimit", default: "10", help: "items per user per sale", parse: integer(1, 1_000_000) },
@@ -93,7 +96,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg)
     const option = match && options.find((o) => o.flag === match[1])
     if (!option) {
-      problems.push(`${arg}: unknown argument (see --help)`)
+      // The argument is not echoed whole: a mistyped --redis_url=... would print its password.
+      problems.push(arg.startsWith("--") ? `${arg.replace(/=.*$/, "")}: unknown flag (see --help)` : `argument ${i + 1}: not a --flag (see --help)`)
       continue
     }
     const value = match[2] ?? argv[++i]
@@ -103,7 +107,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   const config = {} as Record<keyof Config, Config[keyof Config]>
   for (const option of options) {
     const value = option.parse(raw.get(option) ?? option.default)
-    if (value instanceof Error) problems.push(`${option.env} (--${option.flag}): ${value.message}, got ${JSON.stringify(redact(raw.get(option) ?? ""))}`)
+    const given = raw.get(option) ?? ""
+    if (value instanceof Error) problems.push(`${option.env} (--${option.flag}): ${value.message}, got ${JSON.stringify(option.secret ? displayUrl(given) : given)}`)
     else config[option.key] = value
   }
   if (problems.length === 0 && Boolean(config.redisUrl) !== Boolean(config.databaseUrl)) {
@@ -118,7 +123,13 @@ export function helpText(): string {
   return `Usage: flashsale [--flag value ...]\n\nEvery flag can also be set by its environment variable.\n\n${rows.join("\n")}\n  --help                 this text\n`
 }
 
-/** Hides the password of any URL inside a string, so connection strings can be logged. */
-export function redact(text: string): string {
-  return text.replace(/(\w+:\/\/[^:/@\s]*:)[^@\s]*@/g, "$1***@")
+
+/** The values given to options that may hold a password, by environment or flag, so that nothing printed repeats them. */
+export function secretValues(argv: string[], env: Record<string, string | undefined>): string[] {
+  const secret = options.filter((o) => o.secret)
+  const fromFlags = argv.flatMap((arg, i) => {
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg)
+    return match && secret.some((o) => o.flag === match[1]) ? [match[2] ?? argv[i + 1] ?? ""] : []
+  })
+  return [...secret.map((o) => env[o.env] ?? ""), ...fromFlags].filter(Boolean)
 }

@@ -2,7 +2,8 @@
 import { isCluster, redisClient } from "./redis/connect"
 import postgres from "postgres"
 import { withCatalog } from "./catalog"
-import { ConfigError, helpText, parseConfig, redact, type Config } from "./config"
+import { ConfigError, helpText, parseConfig, secretValues, type Config } from "./config"
+import { displayUrl, redactor } from "./redact"
 import { createApp } from "./http/app"
 import { metrics } from "./metrics"
 import type { Catalog } from "./sale/catalog"
@@ -10,11 +11,19 @@ import { createRedisEngine } from "./redis/engine"
 import { createLedgerWriter } from "./redis/ledger"
 import { createEmbeddedEngine } from "./embedded/engine"
 import { openStore } from "./embedded/sqlite"
+import { claimDataDir, DataDirOwned, DataDirUnusable, prepareDataDir } from "./embedded/datadir"
 import type { Engine } from "./sale/engine"
-import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 
+/** Every line the process writes goes through this: no password of a configured URL, in any spelling, and no userinfo of any URL. */
+const redact = redactor(secretValues(Bun.argv.slice(2), process.env))
 const log = (message: string) => console.log(`${new Date().toISOString()} ${redact(message)}`)
+for (const event of ["uncaughtException", "unhandledRejection"] as const) {
+  process.on(event, (error) => {
+    console.error(`${new Date().toISOString()} fatal: ${redact((error as Error)?.stack ?? String(error))}`)
+    process.exit(1)
+  })
+}
 
 function readConfig(): { config: Config; catalog: Catalog } {
   try {
@@ -26,9 +35,14 @@ function readConfig(): { config: Config; catalog: Catalog } {
     return withCatalog(parsed.config, parsed.given)
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
-    console.error(redact(error.message))
-    process.exit(2)
+    refuseToStart(error.message)
   }
+}
+
+/** Exit status 2, as for every setting the server cannot start with. */
+function refuseToStart(message: string): never {
+  console.error(redact(message))
+  process.exit(2)
 }
 
 async function waitFor<T>(what: string, attempt: () => Promise<T>): Promise<T> {
@@ -64,7 +78,19 @@ process.on("SIGTERM", () => void shutdown("SIGTERM"))
 process.on("SIGINT", () => void shutdown("SIGINT"))
 
 function listen(engine: Engine, details: string) {
-  const app = createApp({ engine, config, log, catalog }).listen({ port: config.port, hostname: "0.0.0.0" })
+  const portProblems: Record<string, string> = {
+    EADDRINUSE: "the port is in use by another process; stop it or choose another PORT",
+    EACCES: "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE",
+  }
+  const app = createApp({ engine, config, log, catalog })
+  try {
+    // reusePort off: with it (Elysia's default on Linux) a second server on a taken port starts and the kernel
+    // splits the clients between two separate stocks.
+    app.listen({ port: config.port, hostname: "0.0.0.0", reusePort: false })
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? ""
+    refuseToStart(`invalid configuration:\n  PORT (--port) ${config.port}: ${portProblems[code] ?? `cannot listen (${code || (error as Error).message})`}`)
+  }
   metrics.startSampling()
   log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine ${engine.name}, ${details})`)
   return app
@@ -88,7 +114,7 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
   await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
   ledger.start()
   engine.startMaintenance()
-  const app = listen(engine, `redis ${cluster ? "cluster " : ""}${redisUrl}, postgres ${databaseUrl}`)
+  const app = listen(engine, `redis ${cluster ? "cluster " : ""}${displayUrl(redisUrl)}, postgres ${displayUrl(databaseUrl)}`)
   return async () => {
     app.closeWatchers()
     await app.server!.stop()
@@ -99,7 +125,14 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
 }
 
 async function startEmbeddedEngine(): Promise<() => Promise<void>> {
-  mkdirSync(config.dataDir, { recursive: true })
+  try {
+    prepareDataDir(config.dataDir)
+    claimDataDir(config.dataDir)
+  } catch (error) {
+    if (error instanceof DataDirUnusable) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.reason}`)
+    if (error instanceof DataDirOwned) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${error.message}`)
+    throw error
+  }
   const path = join(config.dataDir, "flashsale.sqlite")
   const store = openStore(path)
   const engine = createEmbeddedEngine({

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test"
-import { ConfigError, parseConfig, redact } from "../src/config"
+import { ConfigError, parseConfig, secretValues } from "../src/config"
+import { displayUrl, redact, redactor } from "../src/redact"
 
 const both = { REDIS_URL: "redis://127.0.0.1:6379/0", DATABASE_URL: "postgres://u:p@127.0.0.1:5432/db" }
 const parse = (argv: string[], env: Record<string, string> = both) => {
@@ -27,7 +28,7 @@ describe("configuration", () => {
     }
     expect(error).toBeInstanceOf(ConfigError)
     const message = (error as Error).message
-    for (const part of ["PORT (--port): expected a whole number from 0 to 65535", "USER_LIMIT", "HOLD_SECONDS", "--bogus: unknown argument"]) expect(message).toContain(part)
+    for (const part of ["PORT (--port): expected a whole number from 0 to 65535", "USER_LIMIT", "HOLD_SECONDS", "--bogus: unknown flag"]) expect(message).toContain(part)
   })
 
   test("only one of REDIS_URL and DATABASE_URL is an error", () => {
@@ -50,5 +51,53 @@ describe("configuration", () => {
 
   test("passwords in URLs are hidden", () => {
     expect(redact("at postgres://app:s3cret@db:5432/x and redis://:pw@r:6379")).toBe("at postgres://app:***@db:5432/x and redis://:***@r:6379")
+  })
+
+  // Each URL with every spelling its secret could be printed in: as written, decoded, encoded.
+  const hostile: { url: string; secrets: string[]; shown: string }[] = [
+    { url: "redis://:p%40ss%3Aw0rd@cache:6379/0", secrets: ["p%40ss%3Aw0rd", "p@ss:w0rd"], shown: "redis://:***@cache:6379/0" },
+    { url: "redis://app:p@ss@word@cache:6379", secrets: ["p@ss@word", "p%40ss%40word"], shown: "redis://app:***@cache:6379" },
+    { url: "rediss://default:tok:en/42@cache:6380", secrets: ["tok:en/42", "tok%3Aen%2F42"], shown: "rediss://***" },
+    { url: "postgres://app:%E2%82%ACuro%20pw@db:5432/shop", secrets: ["%E2%82%ACuro%20pw", "€uro pw"], shown: "postgres://app:***@db:5432/shop" },
+    { url: "postgres://db:5432/shop?user=app&password=hunter22&sslmode=require", secrets: ["hunter22"], shown: "postgres://db:5432/shop?user=app&password=***&sslmode=require" },
+    { url: "postgresql://db/shop?PassWord=p%26q%3Dr", secrets: ["p%26q%3Dr", "p&q=r"], shown: "postgresql://db/shop?PassWord=***" },
+    { url: "redis://:onlypassword@cache:6379", secrets: ["onlypassword"], shown: "redis://:***@cache:6379" },
+  ]
+
+  test("no spelling of a configured URL's secret survives redaction, whatever the URL holds", () => {
+    for (const { url, secrets, shown } of hostile) {
+      const scrub = redactor([url])
+      const text = `connecting to ${url}; auth ${secrets.join(" and ")} failed ("${url}")`
+      for (const secret of secrets) {
+        expect(scrub(text)).not.toContain(secret)
+        expect(displayUrl(url)).not.toContain(secret)
+      }
+      expect(displayUrl(url).startsWith(shown)).toBe(true)
+    }
+  })
+
+  test("an unconfigured URL in a text loses its password and secret parameters too", () => {
+    for (const { url, secrets } of hostile) for (const secret of secrets.slice(0, 1)) expect(redact(`error at ${url} here`)).not.toContain(secret)
+    expect(redact("redis://onlyuser@cache:6379")).toBe("redis://onlyuser@cache:6379")
+  })
+
+  test("secret values are collected from the environment and from flags in both spellings", () => {
+    expect(secretValues(["--redis-url", "redis://:a1b2@h", "--database-url=postgres://:c3d4@h/db", "--port", "9"], { REDIS_URL: "redis://:e5f6@h" }).sort()).toEqual(["postgres://:c3d4@h/db", "redis://:a1b2@h", "redis://:e5f6@h"])
+  })
+
+  test("a bad URL is named without its value, and a mistyped flag is not echoed", () => {
+    const problem = (argv: string[], env: Record<string, string>) => {
+      try {
+        parseConfig(argv, env)
+      } catch (error) {
+        return (error as Error).message
+      }
+      throw new Error("expected a ConfigError")
+    }
+    const message = problem(["--redis_url=redis://:s3cr3t@h:1", "stray-s3cr3t"], { REDIS_URL: "redis//:s3cr3t@h", DATABASE_URL: "mysql://u:s3cr3t@h/db" })
+    expect(message).toContain("REDIS_URL")
+    expect(message).toContain("DATABASE_URL")
+    expect(message).toContain("--redis_url: unknown flag")
+    expect(message).not.toContain("s3cr3t")
   })
 })
