@@ -14,6 +14,8 @@ import { openStore } from "./embedded/sqlite"
 import { claimDataDir, DataDirOwned, DataDirUnusable, prepareDataDir } from "./embedded/datadir"
 import type { Engine } from "./sale/engine"
 import { join } from "node:path"
+import http from "node:http"
+import { requestLimits } from "./http/edge"
 
 /** Every line the process writes goes through this: no password of a configured URL, in any spelling, and no userinfo of any URL. */
 const redact = redactor(secretValues(Bun.argv.slice(2), process.env))
@@ -86,7 +88,10 @@ function listen(engine: Engine, details: string) {
   try {
     // reusePort off: with it (Elysia's default on Linux) a second server on a taken port starts and the kernel
     // splits the clients between two separate stocks.
-    app.listen({ port: config.port, hostname: "0.0.0.0", reusePort: false })
+    // The runtime's own size limits answer with a bare status: its head limit is raised to ours, and its body
+    // limit lifted, so that the app refuses what is too large with a JSON body (http/edge.ts).
+    ;(http as { maxHeaderSize: number }).maxHeaderSize = requestLimits.headBytes
+    app.listen({ port: config.port, hostname: "0.0.0.0", reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER })
   } catch (error) {
     const code = (error as { code?: string }).code ?? ""
     refuseToStart(`invalid configuration:\n  PORT (--port) ${config.port}: ${portProblems[code] ?? `cannot listen (${code || (error as Error).message})`}`)
@@ -130,7 +135,7 @@ async function startEmbeddedEngine(): Promise<() => Promise<void>> {
     claimDataDir(config.dataDir)
   } catch (error) {
     if (error instanceof DataDirUnusable) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.reason}`)
-    if (error instanceof DataDirOwned) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${error.message}`)
+    if (error instanceof DataDirOwned) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.message}`)
     throw error
   }
   const path = join(config.dataDir, "flashsale.sqlite")

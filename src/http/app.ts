@@ -9,7 +9,8 @@ import { codePattern } from "../sale/codes"
 import { UnavailableError, type Engine } from "../sale/engine"
 import { docs, healthResponses, responses, schemas } from "./docs"
 import { operability } from "./operability"
-import { admission, type Limits } from "./ratelimit"
+import { normalisedUrl, oversized } from "./edge"
+import { admission, samePeer, type Limits } from "./ratelimit"
 import { fail, iso, json } from "./respond"
 import { statusBody } from "./status"
 
@@ -117,9 +118,23 @@ export function createApp({ engine, config, log = console.error, catalog = gener
     return response
   }
 
-  const app = new Elysia()
-    .onRequest(({ request }) => {
+  /** The app's own handler, for a request it serves under its normalised path (set once the app exists). */
+  let dispatch: (request: Request) => Promise<Response> = () => Promise.reject(new Error("the app is not built yet"))
+  // Routed by Elysia, not by Bun's native router: that one matches the raw path, so /swagger/../checkout
+  // missed /checkout and fell through to a 404 or a wrong 405, and a request the app re-dispatches under its
+  // normalised path could not reach a route at all. standardHostname off: Elysia otherwise looks for the path
+  // from the 12th character of the URL, and a short Host (`Host: a`) made every path a 404.
+  const app = new Elysia({ systemRouter: false, handler: { standardHostname: false } })
+    .onRequest(({ request, server }) => {
       arrivals.set(request, performance.now())
+      const refused = oversized(request)
+      if (refused) return count(endpointOf(request.url), requestErrorOf(refused.status) ?? "internal", request), refused
+      // Served as what the path means, as a proxy in front would route it: /swagger/../checkout is /checkout.
+      const normal = normalisedUrl(request.url)
+      if (normal === undefined) return
+      const copy = new Request(normal, { method: request.method, headers: request.headers })
+      samePeer(request, copy, server)
+      return dispatch(copy)
     })
     .onError(counted(({ code, error, request }) => {
       if (code === "VALIDATION") {
@@ -159,7 +174,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
         detail: {
           summary: "Hold an item",
           description: "Holds the item for the user for HOLD_SECONDS and returns a code to buy it with. Checking out the same item again while the hold is live returns the same code and does not count again.",
-          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "rate_limited", "unavailable"]),
+          responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "rate_limited", "body_too_large", "url_too_long", "unavailable"]),
         },
       },
     )
@@ -179,7 +194,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
         detail: {
           summary: "Buy a held item",
           description: "Buys the item held under this code. A live hold always converts; a code sells at most once.",
-          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "rate_limited", "unavailable"]),
+          responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "rate_limited", "body_too_large", "url_too_long", "unavailable"]),
         },
       },
     )
@@ -208,6 +223,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
       },
     )
     .use(ops.plugin)
+  dispatch = (request) => app.handle(request)
   /** Ends the live page's streams: call before the server's stop(), which waits for open responses. */
   return Object.assign(app, { closeWatchers: () => ops.feed.close() })
 }

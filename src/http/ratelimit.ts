@@ -56,6 +56,15 @@ export function tokenBuckets(rate: number, burst: number, capacity = defaultCapa
   }
 }
 
+/** Requests the app made from one that arrived (a path it normalised), with the address that one came from. */
+const forwardedFrom = new WeakMap<Request, string>()
+
+/** Marks `copy` as coming from the same client as `original`, so that its limits are that client's. */
+export function samePeer(original: Request, copy: Request, server: Peer): void {
+  const address = forwardedFrom.get(original) ?? server?.requestIP(original)?.address
+  if (address !== undefined) forwardedFrom.set(copy, address)
+}
+
 /** The client's address: the socket's, or with `hops` trusted proxies in front, the one the outermost of them saw. */
 export function clientAddress(request: Request, server: Peer, hops: number): string | undefined {
   if (hops > 0) {
@@ -66,7 +75,7 @@ export function clientAddress(request: Request, server: Peer, hops: number): str
       if (address) return address
     }
   }
-  return server?.requestIP(request)?.address
+  return forwardedFrom.get(request) ?? server?.requestIP(request)?.address
 }
 
 export type Admission = ReturnType<typeof admission>

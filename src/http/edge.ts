@@ -1,0 +1,57 @@
+/**
+ * What the app checks of every request before routing it: its size, and its path in the form a proxy
+ * in front would see it. Both run on the hot path, so each starts with a cheap test that almost every
+ * request passes.
+ */
+import { fail } from "./respond"
+
+/** The limits, in bytes. The runtime's own limit on a request's head is set from `headBytes` (main.ts). */
+export const requestLimits = {
+  /** Path plus query: ours are under 200 bytes; a longer one is 414 url_too_long. */
+  urlBytes: 8 * 1024,
+  /** A declared Content-Length above this is 413 body_too_large. No endpoint reads a body; smaller ones are ignored. */
+  bodyBytes: 64 * 1024,
+  /** Request line plus headers, as the runtime reads them; past it the runtime answers a bare 431. */
+  headBytes: 128 * 1024,
+}
+
+/** Where the path starts in `request.url` (after `http://host:port`). */
+const pathStart = (url: string) => {
+  const at = url.indexOf("/", url.indexOf("//") + 2)
+  return at < 0 ? url.length : at
+}
+
+/** The refusal of a request too large to serve, or undefined. */
+export function oversized(request: Request): Response | undefined {
+  const url = request.url
+  if (url.length - pathStart(url) > requestLimits.urlBytes) return fail("url_too_long", `The path and query are longer than ${requestLimits.urlBytes} bytes.`)
+  const length = request.headers.get("content-length")
+  if (length !== null && Number(length) > requestLimits.bodyBytes) return fail("body_too_large", `The body is larger than ${requestLimits.bodyBytes} bytes; no endpoint takes a body.`)
+  return undefined
+}
+
+const unreserved = /%(?:4[1-9a-f]|5[0-9a]|6[1-9a-f]|7[0-9a]|3[0-9]|2d|2e|5f|7e)/gi
+
+/**
+ * The request's URL with its path normalised, or undefined if it is already normal: percent-encoded
+ * unreserved characters decoded (`/%63heckout`), runs of slashes merged (`//checkout`) and dot segments
+ * resolved (`/swagger/../checkout`, `%2e%2e` included), as RFC 3986 and nginx do. The query is untouched.
+ */
+export function normalisedUrl(url: string): string | undefined {
+  const start = pathStart(url)
+  const query = url.indexOf("?", start)
+  const path = query < 0 ? url.slice(start) : url.slice(start, query)
+  if (!path.includes("%") && !path.includes("/.") && !path.includes("//")) return undefined
+  const decoded = path.replace(unreserved, (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)))
+  const segments: string[] = []
+  const parts = decoded.split("/")
+  for (let i = 1; i < parts.length; i++) {
+    const part = parts[i]!
+    const last = i === parts.length - 1
+    if (part === "..") segments.pop()
+    else if (part !== "." && (part !== "" || last)) segments.push(part)
+    if (last && (part === "." || part === "..")) segments.push("")
+  }
+  const normal = `/${segments.join("/")}`
+  return normal === path ? undefined : url.slice(0, start) + normal + (query < 0 ? "" : url.slice(query))
+}
