@@ -56,6 +56,16 @@ function safeDecode(value: string): string {
   }
 }
 
+/** Userinfo, a secret parameter, or not parseable: a URL that is shown only in its display form. */
+function mayHoldSecret(raw: string): boolean {
+  try {
+    const url = new URL(raw)
+    return Boolean(url.username || url.password) || [...url.searchParams.keys()].some((name) => secretParameter.test(name))
+  } catch {
+    return raw.includes("@") || secretParameter.test(raw)
+  }
+}
+
 const urlInText = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi
 
 /** A function that takes every secret of these URLs, and the userinfo and secret parameters of any URL, out of a text. */
@@ -65,7 +75,7 @@ export function redactor(urls: (string | undefined)[]): (text: string) => string
   return (text) => {
     let out = text
     for (const secret of secrets) out = out.split(secret).join(hidden)
-    return out.replace(urlInText, (url) => displayUrl(url))
+    return out.replace(urlInText, (url) => (mayHoldSecret(url) ? displayUrl(url) : url))
   }
 }
 

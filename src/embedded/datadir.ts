@@ -49,7 +49,7 @@ export class DataDirOwned extends Error {
     readonly dir: string,
     readonly pid: number | undefined,
   ) {
-    super(`${dir} is in use by another flashsale process${pid ? ` (pid ${pid})` : ""}: one process owns a data directory; stop it or choose another DATA_DIR`)
+    super(`in use by another flashsale process${pid ? ` (pid ${pid})` : ""}: one process owns a data directory; stop that one or choose another DATA_DIR`)
   }
 }
 

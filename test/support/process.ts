@@ -51,3 +51,53 @@ export async function request(base: string, method: string, path: string): Promi
   const response = await fetch(`${base}${path}`, { method })
   return { status: response.status, headers: response.headers, body: await response.json() }
 }
+
+export type RawAnswer = { status: number; headers: Record<string, string>; body: string; json: any }
+
+/**
+ * Sends bytes as they are, for what fetch() would tidy first (dot segments, odd spellings) or refuse to send
+ * (huge heads), and reads the one answer on the connection.
+ */
+export async function rawRequest(base: string, head: string, body = ""): Promise<RawAnswer> {
+  const { hostname, port } = new URL(base)
+  const chunks: Buffer[] = []
+  const text = await new Promise<string>((resolve, reject) => {
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
+      resolve(Buffer.concat(chunks).toString("latin1"))
+    }
+    Bun.connect({
+      hostname,
+      port: Number(port),
+      socket: {
+        open(socket) {
+          socket.write(`${head}\r\nconnection: close\r\n\r\n${body}`)
+          socket.flush()
+        },
+        data(socket, data) {
+          chunks.push(Buffer.from(data))
+          const answer = Buffer.concat(chunks).toString("latin1")
+          const end = answer.indexOf("\r\n\r\n")
+          const length = /\r\ncontent-length: *(\d+)/i.exec(answer.slice(0, end))
+          if (end >= 0 && length && answer.length - end - 4 >= Number(length[1])) {
+            finish()
+            socket.end()
+          }
+        },
+        close: finish,
+        error: (_, error) => (chunks.length ? finish() : reject(error)),
+      },
+    }).catch(reject)
+  })
+  const end = text.indexOf("\r\n\r\n")
+  const [statusLine = "", ...lines] = text.slice(0, end < 0 ? text.length : end).split("\r\n")
+  const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]))
+  const payload = end < 0 ? "" : text.slice(end + 4)
+  let json: any
+  try {
+    json = JSON.parse(payload)
+  } catch {}
+  return { status: Number(statusLine.split(" ")[1]), headers, body: payload, json }
+}

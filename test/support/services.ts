@@ -35,15 +35,16 @@ const isRoot = process.getuid?.() === 0
 
 export type RedisServer = { url: string; port: number; pid(): number | undefined; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> }
 
-/** Starts redis-server on a free port; start() after kill() brings it back on the same port, empty. */
-export async function startRedis(): Promise<RedisServer> {
+/** Starts redis-server on a free port; start() after kill() brings it back on the same port, empty. `requirepass`: clients must AUTH with it. */
+export async function startRedis({ requirepass }: { requirepass?: string } = {}): Promise<RedisServer> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), "fs-redis-"))
   let proc: ReturnType<typeof Bun.spawn> | undefined
   const url = `redis://127.0.0.1:${port}`
   const start = async () => {
-    proc = Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--logfile", join(dir, "redis.log")], { stdout: "ignore", stderr: "inherit" })
-    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    const auth = requirepass === undefined ? [] : ["--requirepass", requirepass]
+    proc = Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--logfile", join(dir, "redis.log"), ...auth], { stdout: "ignore", stderr: "inherit" })
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, password: requirepass })
     client.on("error", () => {})
     await until(`redis-server on ${port}`, async () => {
       if (client.status !== "ready") await client.connect().catch(() => client.disconnect())
