@@ -119,8 +119,10 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
 }
 
 export function helpText(): string {
-  const rows = options.map((o) => `  --${o.flag.padEnd(22)} ${o.env.padEnd(20)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
-  return `Usage: flashsale [--flag value ...]\n\nEvery flag can also be set by its environment variable.\n\n${rows.join("\n")}\n  --help                 this text\n`
+  const flagWidth = Math.max(...options.map((o) => o.flag.length)) + 2
+  const envWidth = Math.max(...options.map((o) => o.env.length))
+  const rows = options.map((o) => `  ${`--${o.flag}`.padEnd(flagWidth)} ${o.env.padEnd(envWidth)} ${o.help}${o.default ? ` (default ${o.default})` : ""}`)
+  return `Usage: flashsale [--flag value ...]\n\nEvery flag can also be set by its environment variable.\n\n${rows.join("\n")}\n  ${"--help".padEnd(flagWidth)} ${"".padEnd(envWidth)} this text\n`
 }
 
 

@@ -97,7 +97,8 @@ function listen(engine: Engine, details: string) {
     refuseToStart(`invalid configuration:\n  PORT (--port) ${config.port}: ${portProblems[code] ?? `cannot listen (${code || (error as Error).message})`}`)
   }
   metrics.startSampling()
-  log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine ${engine.name}, ${details})`)
+  const items = config.catalogFile ? `catalog ${config.catalogFile} (${catalog.size} items)` : "generated catalog"
+  log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine ${engine.name}, ${details}, ${items})`)
   return app
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { ConfigError, parseConfig, secretValues } from "../src/config"
+import { ConfigError, helpText, options, parseConfig, secretValues } from "../src/config"
 import { displayUrl, redact, redactor } from "../src/redact"
 
 const both = { REDIS_URL: "redis://127.0.0.1:6379/0", DATABASE_URL: "postgres://u:p@127.0.0.1:5432/db" }
@@ -43,6 +43,14 @@ describe("configuration", () => {
   test("it tells which options were given rather than left at their default", () => {
     const parsed = parseConfig(["--sale-items", "5"], { PORT: "1" })
     expect(parsed.help === false && [...parsed.given].sort()).toEqual(["port", "saleItems"])
+  })
+
+  test("--help's columns line up, however long a flag is", () => {
+    const rows = helpText().split("\n").filter((line) => line.startsWith("  --") && !line.startsWith("  --help"))
+    expect(rows.length).toBe(options.length)
+    const envColumn = new Set(rows.map((row, i) => row.indexOf(` ${options[i]!.env} `)))
+    const helpColumn = new Set(rows.map((row, i) => row.indexOf(options[i]!.help)))
+    expect({ envColumns: envColumn.size, helpColumns: helpColumn.size }).toEqual({ envColumns: 1, helpColumns: 1 })
   })
 
   test("--help asks for the help text", () => {
