@@ -224,6 +224,8 @@ describe("requests of any size and spelling", () => {
     }
     expect((await send("GET /swagger/../status HTTP/1.1")).json).toHaveProperty("items_total", 50)
     expect(await send("GET /%63heckout HTTP/1.1")).toMatchObject({ status: 405, json: { error: "method_not_allowed" } })
+    expect(await send("GET /checkout/ HTTP/1.1")).toMatchObject({ status: 405, json: { error: "method_not_allowed" } })
+    expect((await send("POST /checkout/?user_id=eve&id=30 HTTP/1.1")).json).toMatchObject({ message: "success" })
     expect(await send("GET /swagger/../../etc/passwd HTTP/1.1")).toMatchObject({ status: 404, json: { error: "not_found" } })
   })
 

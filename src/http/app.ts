@@ -144,7 +144,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
       }
       if (code === "PARSE") return fail("invalid_request", "The request could not be parsed.")
       if (code === "NOT_FOUND") {
-        const path = new URL(request.url).pathname
+        const path = new URL(request.url).pathname.replace(/(.)\/$/, "$1")
         const allow = allowed[path]
         return allow ? fail("method_not_allowed", `${path} accepts ${allow}.`, { allow }) : fail("not_found")
       }
