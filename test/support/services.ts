@@ -70,7 +70,7 @@ export async function startRedis({ requirepass }: { requirepass?: string } = {})
   }
 }
 
-function postgresBin(): string {
+export function postgresBin(): string {
   const root = "/usr/lib/postgresql"
   if (existsSync(root)) {
     const versions = readdirSync(root).filter((v) => existsSync(join(root, v, "bin", "postgres"))).sort((a, b) => Number(b) - Number(a))

@@ -1,6 +1,9 @@
 /** Preloaded by bunfig.toml: one throwaway redis-server and postgres for the whole run, unless TEST_REDIS_URL / TEST_DATABASE_URL name running ones. */
 import { afterAll } from "bun:test"
+import { preflight } from "./preflight"
 import { startPostgres, startRedis, type PostgresServer, type RedisServer } from "./services"
+
+preflight()
 
 let redis: RedisServer | undefined
 let pg: PostgresServer | undefined
