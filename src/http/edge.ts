@@ -40,8 +40,11 @@ const unreserved = /%(?:4[1-9a-f]|5[0-9a]|6[1-9a-f]|7[0-9a]|3[0-9]|2d|2e|5f|7e)/
 export function normalisedUrl(url: string): string | undefined {
   const start = pathStart(url)
   const query = url.indexOf("?", start)
-  const path = query < 0 ? url.slice(start) : url.slice(start, query)
-  if (!path.includes("%") && !path.includes("/.") && !path.includes("//")) return undefined
+  // The common case, without making a string: nothing in the path to normalise.
+  const end = query < 0 ? url.length : query
+  const within = (at: number) => at >= 0 && at < end
+  if (!within(url.indexOf("%", start)) && !within(url.indexOf("/.", start)) && !within(url.indexOf("//", start))) return undefined
+  const path = url.slice(start, end)
   const decoded = path.replace(unreserved, (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)))
   const segments: string[] = []
   const parts = decoded.split("/")
