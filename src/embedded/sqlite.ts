@@ -1,9 +1,11 @@
 /** The embedded engine's durable store: the kept tables (sale/schema.ts), in one SQLite file in WAL mode. */
 import { Database } from "bun:sqlite"
 import type { DecisionRecord, SaleSnapshot } from "../sale/records"
+import { isoFormatter } from "../sale/clock"
 import { ddl, recoveryQueries, snapshotOf } from "../sale/schema"
 
-const iso = (ms: number) => new Date(ms).toISOString()
+const iso = isoFormatter()
+const isoExpiry = isoFormatter()
 
 export type Store = {
   /** Writes the records in one transaction; throws if it did not commit. */
@@ -29,7 +31,7 @@ export function openStore(path: string): Store {
   const insertPurchase = db.prepare("insert into purchases (sale_id, item_id, user_id, code, purchased_at) values (?, ?, ?, ?, ?)")
   const write = db.transaction((records: DecisionRecord[]) => {
     for (const r of records) {
-      if (r.kind === "checkout") insertCheckout.run(r.saleId, r.userId, r.itemId, r.outcome, r.code, r.expiresAt === null ? null : iso(r.expiresAt), iso(r.at))
+      if (r.kind === "checkout") insertCheckout.run(r.saleId, r.userId, r.itemId, r.outcome, r.code, r.expiresAt === null ? null : isoExpiry(r.expiresAt), iso(r.at))
       else {
         insertPurchaseAttempt.run(r.saleId, r.code, r.outcome, r.userId, r.itemId, iso(r.at))
         if (r.outcome === "purchased") insertPurchase.run(r.saleId, r.itemId, r.userId, r.code, iso(r.at))

@@ -11,4 +11,4 @@ export function fail(code: ErrorCode, message?: string, headers?: Record<string,
   return new Response(body, { status: codeToStatus[code], headers: headers ? { ...json, ...headers } : json })
 }
 
-export const iso = (ms: number) => new Date(ms).toISOString()
+export { iso } from "../sale/clock"
