@@ -51,7 +51,14 @@ const integer = (min: number, max: number) => (raw: string) => {
 
 const url = (schemes: string[]) => (raw: string) => {
   if (raw === "") return undefined
+  // The drivers read the userinfo their own way: a second "@" makes postgres.js take part of the password for
+  // the host (and print it in its errors), and a "%" that is not an escape makes both throw later, mid-start.
+  const authority = raw.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "").split(/[/?#]/)[0] ?? ""
+  if (authority.split("@").length > 2) return new Error("the user or password holds an unencoded @: write it as %40")
+  const userinfo = authority.slice(0, Math.max(authority.lastIndexOf("@"), 0))
+  if (/%(?![0-9a-f]{2})/i.test(userinfo)) return new Error("the user or password holds a % that is not an escape: write it as %25")
   try {
+    decodeURIComponent(userinfo)
     const parsed = new URL(raw)
     if (schemes.includes(parsed.protocol) && parsed.hostname) return raw
   } catch {}

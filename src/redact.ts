@@ -81,3 +81,11 @@ export function redactor(urls: (string | undefined)[]): (text: string) => string
 
 /** Without configured URLs: hides the userinfo and secret parameters of every URL in the text. */
 export const redact = redactor([])
+
+/** `value` with `scrub` applied to every string in it, for what is served (health checks, errors). */
+export function redactDeep<T>(value: T, scrub: (text: string) => string): T {
+  if (typeof value === "string") return scrub(value) as T
+  if (Array.isArray(value)) return value.map((v) => redactDeep(v, scrub)) as T
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactDeep(v, scrub)])) as T
+  return value
+}

@@ -89,6 +89,25 @@ describe("configuration", () => {
     expect(redact("redis://onlyuser@cache:6379")).toBe("redis://onlyuser@cache:6379")
   })
 
+  test("a password the drivers would misread is refused, naming the fix and not the password", () => {
+    for (const [redisUrl, databaseUrl, fix] of [
+      ["redis://127.0.0.1:6379/0", "postgres://postgres:p@ssw0rd,2024@127.0.0.1:5432/db", "%40"],
+      ["redis://:100%pw1@127.0.0.1:6379/0", "postgres://u@127.0.0.1/db", "%25"],
+      ["redis://127.0.0.1:6379/0", "postgres://postgres:100%pw1@127.0.0.1:5432/db", "%25"],
+      ["redis://:%E0%A4%A@127.0.0.1:6379/0", "postgres://u@127.0.0.1/db", "URL"],
+    ]) {
+      let message = ""
+      try {
+        parseConfig([], { REDIS_URL: redisUrl!, DATABASE_URL: databaseUrl! })
+      } catch (error) {
+        message = (error as Error).message
+      }
+      expect(message).toContain(fix!)
+      for (const secret of ["ssw0rd", "100%pw1", "pw1", "%E0%A4%A"]) expect(message).not.toContain(secret)
+    }
+    expect(parse([], { REDIS_URL: "redis://:p%40ss%3Aw@h:1/0", DATABASE_URL: "postgres://u:a%25b@h/db" }).redisUrl).toBe("redis://:p%40ss%3Aw@h:1/0")
+  })
+
   test("secret values are collected from the environment and from flags in both spellings", () => {
     expect(secretValues(["--redis-url", "redis://:a1b2@h", "--database-url=postgres://:c3d4@h/db", "--port", "9"], { REDIS_URL: "redis://:e5f6@h" }).sort()).toEqual(["postgres://:c3d4@h/db", "redis://:a1b2@h", "redis://:e5f6@h"])
   })
