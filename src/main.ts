@@ -3,7 +3,7 @@ import { isCluster, redisClient } from "./redis/connect"
 import postgres from "postgres"
 import { withCatalog } from "./catalog"
 import { ConfigError, helpText, parseConfig, secretValues, type Config } from "./config"
-import { displayUrl, redactor } from "./redact"
+import { displayUrl, redactDeep, redactor } from "./redact"
 import { createApp } from "./http/app"
 import { metrics } from "./metrics"
 import type { Catalog } from "./sale/catalog"
@@ -11,7 +11,7 @@ import { createRedisEngine } from "./redis/engine"
 import { createLedgerWriter } from "./redis/ledger"
 import { createEmbeddedEngine } from "./embedded/engine"
 import { openStore } from "./embedded/sqlite"
-import { claimDataDir, DataDirOwned, DataDirUnusable, prepareDataDir } from "./embedded/datadir"
+import { claimDataDir, DataDirOwned, DataDirUnusable, prepareDataDir, unusableStore, watchClaim } from "./embedded/datadir"
 import type { Engine } from "./sale/engine"
 import { join } from "node:path"
 import http from "node:http"
@@ -79,12 +79,27 @@ async function shutdown(signal: string) {
 process.on("SIGTERM", () => void shutdown("SIGTERM"))
 process.on("SIGINT", () => void shutdown("SIGINT"))
 
+/**
+ * The engine as the HTTP layer sees it: what it serves of health and errors (in /health, /events) goes
+ * through the same redaction as the log, since a library's error text may quote a part of a URL.
+ */
+function served(engine: Engine): Engine {
+  const scrubbed = (error: unknown) => {
+    if (error instanceof Error) error.message = redact(error.message)
+    return error
+  }
+  return Object.assign(Object.create(engine) as Engine, {
+    health: async () => redactDeep(await engine.health(), redact),
+    status: () => engine.status().catch((error: unknown) => Promise.reject(scrubbed(error))),
+  })
+}
+
 function listen(engine: Engine, details: string) {
   const portProblems: Record<string, string> = {
     EADDRINUSE: "the port is in use by another process; stop it or choose another PORT",
     EACCES: "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE",
   }
-  const app = createApp({ engine, config, log, catalog })
+  const app = createApp({ engine: served(engine), config, log, catalog })
   try {
     // reusePort off: with it (Elysia's default on Linux) a second server on a taken port starts and the kernel
     // splits the clients between two separate stocks.
@@ -131,16 +146,25 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
 }
 
 async function startEmbeddedEngine(): Promise<() => Promise<void>> {
+  const path = join(config.dataDir, "flashsale.sqlite")
+  let store: ReturnType<typeof openStore>
   try {
     prepareDataDir(config.dataDir)
     claimDataDir(config.dataDir)
+    try {
+      store = openStore(path)
+    } catch (error) {
+      throw unusableStore(config.dataDir, error)
+    }
   } catch (error) {
     if (error instanceof DataDirUnusable) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.reason}`)
     if (error instanceof DataDirOwned) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.message}`)
     throw error
   }
-  const path = join(config.dataDir, "flashsale.sqlite")
-  const store = openStore(path)
+  watchClaim(config.dataDir, () => {
+    log(`fatal: ${join(config.dataDir, "owner.lock")} was removed or replaced, so another process may claim DATA_DIR; exiting so that two processes never sell one stock`)
+    process.exit(1)
+  })
   const engine = createEmbeddedEngine({
     store,
     config,

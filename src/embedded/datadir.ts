@@ -56,16 +56,42 @@ export class DataDirOwned extends Error {
 /** Held for the life of the process: a closed Database would release the claim. */
 const claims: Database[] = []
 
+/** What SQLite's refusal to open or write a file in `dir` means, as DataDirUnusable. */
+export function unusableStore(dir: string, error: unknown): DataDirUnusable {
+  const message = (error as Error)?.message ?? String(error)
+  const reason = /readonly|read-only/i.test(message)
+    ? "its files cannot be written (a read-only file system, or files owned by another user)"
+    : /full/i.test(message)
+      ? "the disk is full"
+      : /not a database/i.test(message)
+        ? "flashsale.sqlite is not a SQLite database"
+        : /unable to open/i.test(message)
+          ? "its files cannot be opened (is flashsale.sqlite or owner.lock a directory?)"
+          : `SQLite cannot use it (${message})`
+  return new DataDirUnusable(dir, reason)
+}
+
+const busy = (error: unknown) => (error as { code?: string }).code === "SQLITE_BUSY"
+
 /** Claims `dir` for this process, or throws DataDirOwned naming the owner (DataDirUnusable if the lock file cannot be written). */
 export function claimDataDir(dir: string, pid = process.pid): void {
   let db: Database
   try {
     db = new Database(join(dir, "owner.lock"), { create: true })
     db.run("pragma busy_timeout = 0")
-    db.run("create table if not exists owner (pid integer not null)")
+    // Busy only while another process creates the table at the same moment: it will hold the lock, so wait for it.
+    for (let tries = 0; ; tries++) {
+      try {
+        db.run("create table if not exists owner (pid integer not null)")
+        break
+      } catch (error) {
+        if (!busy(error) || tries >= 40) throw error
+        Bun.sleepSync(25)
+      }
+    }
   } catch (error) {
-    if ((error as { code?: string }).code === "SQLITE_BUSY") throw new DataDirOwned(dir, undefined)
-    throw new DataDirUnusable(dir, `it cannot be written (${(error as Error).message})`)
+    if (busy(error)) throw new DataDirOwned(dir, undefined)
+    throw unusableStore(dir, error)
   }
   const ownerPid = () => (db.query("select pid from owner").get() as { pid: number } | null)?.pid
   const take = () => {
@@ -73,7 +99,7 @@ export function claimDataDir(dir: string, pid = process.pid): void {
       db.run("begin immediate")
       return true
     } catch (error) {
-      if ((error as { code?: string }).code === "SQLITE_BUSY") return false
+      if (busy(error)) return false
       throw error
     }
   }
@@ -88,12 +114,39 @@ export function claimDataDir(dir: string, pid = process.pid): void {
   }
   // Record the pid in a committed write, then hold the write lock for good. A process that takes the lock in
   // between owns the directory; it has recorded its own pid by then, which is the one named.
-  if (!take()) throw refuse()
-  db.run("delete from owner")
-  db.run("insert into owner (pid) values (?)", [pid])
-  db.run("commit")
-  if (!take()) throw refuse()
+  try {
+    if (!take()) throw refuse()
+    db.run("delete from owner")
+    db.run("insert into owner (pid) values (?)", [pid])
+    db.run("commit")
+    if (!take()) throw refuse()
+  } catch (error) {
+    if (error instanceof DataDirOwned) throw error
+    throw unusableStore(dir, error)
+  }
   claims.push(db)
+}
+
+/**
+ * The lock lives on a file, which someone may delete ("cleaning a stale lock"): a second process could then
+ * claim a new one. Checks once a second that owner.lock is still the file this process locked, and calls
+ * `lost` if not, so that the window in which two processes sell one stock is a second at most.
+ */
+export function watchClaim(dir: string, lost: () => void): () => void {
+  const path = join(dir, "owner.lock")
+  const inode = () => {
+    try {
+      return statSync(path).ino
+    } catch {
+      return undefined
+    }
+  }
+  const mine = inode()
+  const timer = setInterval(() => {
+    if (inode() !== mine) lost()
+  }, 1000)
+  timer.unref()
+  return () => clearInterval(timer)
 }
 
 function alive(pid: number): boolean {
