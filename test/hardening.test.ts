@@ -4,7 +4,7 @@
  * parameter names in unusual spellings.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { rawRequest, request, startServer, type ServerProcess } from "./support/process"
@@ -148,6 +148,19 @@ describe("one process per data directory and per port", () => {
     }
   }, 60_000)
 
+  test("an owner whose owner.lock is deleted stops within seconds, so that a second owner never sells beside it", async () => {
+    const dir = tempDir("fs-unlinked-")
+    const owner = await startServer(embedded(dir))
+    try {
+      rmSync(join(dir, "owner.lock"))
+      const code = await Promise.race([owner.proc.exited, Bun.sleep(10_000).then(() => "still running")])
+      expect(code).toBe(1)
+      expect(owner.output()).toContain("owner.lock was removed or replaced")
+    } finally {
+      await owner.stop("SIGKILL")
+    }
+  }, 30_000)
+
   test("a taken port is exit 2 naming PORT, for both engines", async () => {
     const first = await startServer(embedded(tempDir("fs-port-a-")))
     try {
@@ -166,9 +179,15 @@ describe("one process per data directory and per port", () => {
   test("a DATA_DIR that cannot be used is exit 2 naming DATA_DIR and what is wrong", async () => {
     const file = join(tempDir("fs-baddir-"), "plain-file")
     writeFileSync(file, "not a directory")
+    const storeIsDir = tempDir("fs-storedir-")
+    mkdirSync(join(storeIsDir, "flashsale.sqlite"))
+    const notDb = tempDir("fs-notdb-")
+    writeFileSync(join(notDb, "flashsale.sqlite"), "x".repeat(4096))
     for (const [dir, reason] of [
       [file, "is a file, not a directory"],
       [join(file, "data"), "a part of the path is a file"],
+      [storeIsDir, "cannot be opened"],
+      [notDb, "not a SQLite database"],
     ]) {
       const { code, output } = await exitOf(embedded(dir!))
       expect(code).toBe(2)
@@ -227,6 +246,25 @@ describe("requests of any size and spelling", () => {
     expect(await send("GET /checkout/ HTTP/1.1")).toMatchObject({ status: 405, json: { error: "method_not_allowed" } })
     expect((await send("POST /checkout/?user_id=eve&id=30 HTTP/1.1")).json).toMatchObject({ message: "success" })
     expect(await send("GET /swagger/../../etc/passwd HTTP/1.1")).toMatchObject({ status: 404, json: { error: "not_found" } })
+  })
+
+  test("a Host the runtime cannot make a URL of, a CONNECT or a fragment still gets the JSON answer", async () => {
+    const bad = (line: string) => rawRequest(server.base, `${line}\r\nhost: x:99999`)
+    expect(await bad("GET /nope HTTP/1.1")).toMatchObject({ status: 404, json: { error: "not_found" } })
+    expect(await bad("POST /checkout?user_id=a&id=x HTTP/1.1")).toMatchObject({ status: 400, json: { error: "invalid_request" } })
+    expect(await bad(`GET /status?x=${"a".repeat(9000)} HTTP/1.1`)).toMatchObject({ status: 414, json: { error: "url_too_long" } })
+    const connect = await rawRequest(server.base, `CONNECT ${new URL(server.base).host} HTTP/1.1\r\nhost: ${new URL(server.base).host}`)
+    expect({ client: connect.status >= 400 && connect.status < 500, error: typeof connect.json?.error }).toEqual({ client: true, error: "string" })
+    expect((await send("GET /status# HTTP/1.1")).json).toHaveProperty("items_total", 50)
+    expect(await send("GET /nope#x HTTP/1.1")).toMatchObject({ status: 404, json: { error: "not_found" } })
+  })
+
+  test("HEAD /events is 405 naming GET, and leaves no watcher behind", async () => {
+    for (let i = 0; i < 3; i++) {
+      const answer = await send("HEAD /events HTTP/1.1")
+      expect({ status: answer.status, allow: answer.headers.allow }).toEqual({ status: 405, allow: "GET" })
+    }
+    expect(await (await fetch(`${server.base}/metrics`)).text()).toContain("flashsale_live_watchers 0")
   })
 
   test("a short Host header routes like any other", async () => {

@@ -9,7 +9,7 @@ import { codePattern } from "../sale/codes"
 import { UnavailableError, type Engine } from "../sale/engine"
 import { docs, healthResponses, responses, schemas } from "./docs"
 import { operability } from "./operability"
-import { normalisedUrl, oversized } from "./edge"
+import { normalisedUrl, oversized, pathOf } from "./edge"
 import { admission, samePeer, type Limits } from "./ratelimit"
 import { fail, iso, json } from "./respond"
 import { statusBody } from "./status"
@@ -38,7 +38,7 @@ const startedAt = (request: Request) => arrivals.get(request)
 
 /** The endpoint a path names, for answers that come from onError (validation, 404, 405, 503, 500). */
 function endpointOf(url: string): Endpoint {
-  const path = new URL(url).pathname
+  const path = pathOf(url)
   if (path === "/") return "page"
   return ["/checkout", "/purchase", "/status", "/health", "/metrics", "/events"].includes(path) ? (path.slice(1) as Endpoint) : "other"
 }
@@ -132,7 +132,12 @@ export function createApp({ engine, config, log = console.error, catalog = gener
       // Served as what the path means, as a proxy in front would route it: /swagger/../checkout is /checkout.
       const normal = normalisedUrl(request.url)
       if (normal === undefined) return
-      const copy = new Request(normal, { method: request.method, headers: request.headers })
+      let copy: Request
+      try {
+        copy = new Request(normal, { method: request.method, headers: request.headers })
+      } catch {
+        return count(endpointOf(request.url), "invalid_request", request), fail("invalid_request", "The request's Host or target is not a valid URL.")
+      }
       samePeer(request, copy, server)
       return dispatch(copy)
     })
@@ -144,7 +149,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
       }
       if (code === "PARSE") return fail("invalid_request", "The request could not be parsed.")
       if (code === "NOT_FOUND") {
-        const path = new URL(request.url).pathname.replace(/(.)\/$/, "$1")
+        const path = pathOf(request.url).replace(/(.)\/$/, "$1")
         const allow = allowed[path]
         return allow ? fail("method_not_allowed", `${path} accepts ${allow}.`, { allow }) : fail("not_found")
       }
@@ -152,7 +157,7 @@ export function createApp({ engine, config, log = console.error, catalog = gener
         log(`unavailable: ${error.message}`)
         return fail("unavailable", undefined, { "retry-after": String(error.retryAfterSeconds) })
       }
-      log(`internal error on ${request.method} ${new URL(request.url).pathname}: ${(error as Error)?.stack ?? String(error)}`)
+      log(`internal error on ${request.method} ${pathOf(request.url)}: ${(error as Error)?.stack ?? String(error)}`)
       return fail("internal")
     }))
     .use(docs("/swagger/scalar.js"))

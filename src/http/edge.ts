@@ -17,8 +17,19 @@ export const requestLimits = {
 
 /** Where the path starts in `request.url` (after `http://host:port`). */
 const pathStart = (url: string) => {
-  const at = url.indexOf("/", url.indexOf("//") + 2)
+  const scheme = url.indexOf("//")
+  const at = url.indexOf("/", scheme < 0 ? 0 : scheme + 2)
   return at < 0 ? url.length : at
+}
+
+/**
+ * The path of `request.url`, read as text: never `new URL()`, which throws on what Bun builds from a bad Host
+ * (`Host: x:99999`) or a CONNECT target, and turned refusals into 500s.
+ */
+export function pathOf(url: string): string {
+  const start = pathStart(url)
+  const end = url.slice(start).search(/[?#]/)
+  return (end < 0 ? url.slice(start) : url.slice(start, start + end)) || "/"
 }
 
 /** The refusal of a request too large to serve, or undefined. */
@@ -43,8 +54,11 @@ export function normalisedUrl(url: string): string | undefined {
   // The common case, without making a string: nothing in the path to normalise.
   const end = query < 0 ? url.length : query
   const within = (at: number) => at >= 0 && at < end
-  if (!within(url.indexOf("%", start)) && !within(url.indexOf("/.", start)) && !within(url.indexOf("//", start))) return undefined
-  const path = url.slice(start, end)
+  const fragment = url.indexOf("#", start)
+  if (!within(url.indexOf("%", start)) && !within(url.indexOf("/.", start)) && !within(url.indexOf("//", start)) && fragment < 0) return undefined
+  // A fragment is never part of a request target: dropped, as a client would, with whatever follows it.
+  const path = url.slice(start, fragment >= 0 && fragment < end ? fragment : end)
+  const rest = fragment < 0 ? (query < 0 ? "" : url.slice(query)) : fragment < end ? "" : url.slice(query, fragment)
   const decoded = path.replace(unreserved, (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)))
   const segments: string[] = []
   const parts = decoded.split("/")
@@ -56,5 +70,6 @@ export function normalisedUrl(url: string): string | undefined {
     if (last && (part === "." || part === "..")) segments.push("")
   }
   const normal = `/${segments.join("/")}`
-  return normal === path ? undefined : url.slice(0, start) + normal + (query < 0 ? "" : url.slice(query))
+  const normalUrl = url.slice(0, start) + normal + rest
+  return normalUrl === url ? undefined : normalUrl
 }

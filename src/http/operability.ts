@@ -5,6 +5,7 @@ import { contentType, type Metrics } from "../metrics"
 import type { Engine } from "../sale/engine"
 import livePage from "./live.html" with { type: "text" }
 import { liveFeed } from "./live"
+import { fail } from "./respond"
 import type { Admission } from "./ratelimit"
 import { scrapeGauges } from "./scrape"
 import { sampler } from "./status"
@@ -34,6 +35,8 @@ export function operability({ engine, config, metrics, admission, startedAt }: O
       },
       { detail: { hide: true } },
     )
+    // Bun would answer HEAD with the GET route: a stream that never ends and a watcher never released.
+    .head("/events", () => fail("method_not_allowed", "/events accepts GET.", { allow: "GET" }), { detail: { hide: true } })
     .get(
       "/events",
       () => {
