@@ -100,12 +100,12 @@ function listen(engine: Engine, details: string) {
     EACCES: "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE",
   }
   const app = createApp({ engine: served(engine), config, log, catalog })
+  // The runtime's own size limits answer with a bare status: its head limit is raised to ours, and its body
+  // limit lifted (below), so that the app refuses what is too large with a JSON body (http/edge.ts).
+  ;(http as { maxHeaderSize: number }).maxHeaderSize = requestLimits.headBytes
   try {
     // reusePort off: with it (Elysia's default on Linux) a second server on a taken port starts and the kernel
     // splits the clients between two separate stocks.
-    // The runtime's own size limits answer with a bare status: its head limit is raised to ours, and its body
-    // limit lifted, so that the app refuses what is too large with a JSON body (http/edge.ts).
-    ;(http as { maxHeaderSize: number }).maxHeaderSize = requestLimits.headBytes
     app.listen({ port: config.port, hostname: "0.0.0.0", reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER })
   } catch (error) {
     const code = (error as { code?: string }).code ?? ""

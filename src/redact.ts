@@ -48,7 +48,8 @@ export function secretsOf(raw: string): string[] {
   return [...found].filter((s) => s.length > 0)
 }
 
-function safeDecode(value: string): string {
+/** A URL component decoded as a query parser reads it (`+` is a space), or as written if it is not valid. */
+export function safeDecode(value: string): string {
   try {
     return decodeURIComponent(value.replace(/\+/g, " "))
   } catch {

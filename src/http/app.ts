@@ -3,6 +3,7 @@ import { Elysia, t } from "elysia"
 import scalarBundle from "../../node_modules/@scalar/api-reference/dist/browser/standalone.js" with { type: "file" }
 import type { Config } from "../config"
 import { requestErrorOf } from "../errors"
+import { safeDecode } from "../redact"
 import { metrics as processMetrics, type Endpoint, type Metrics, type RequestOutcome } from "../metrics"
 import { generatedCatalog, type Catalog } from "../sale/catalog"
 import { codePattern } from "../sale/codes"
@@ -53,20 +54,12 @@ function repeatedParameter(url: string, names: string[]): string | undefined {
   let seen: string[] | undefined
   for (const pair of url.slice(query + 1).split("&")) {
     const raw = pair.slice(0, (pair.indexOf("=") + 1 || pair.length + 1) - 1)
-    const name = raw.includes("%") || raw.includes("+") ? decodedName(raw) : raw
+    const name = raw.includes("%") || raw.includes("+") ? safeDecode(raw) : raw
     if (!names.includes(name)) continue
     if (seen?.includes(name)) return name
     ;(seen ??= []).push(name)
   }
   return undefined
-}
-
-function decodedName(raw: string): string {
-  try {
-    return decodeURIComponent(raw.replaceAll("+", " "))
-  } catch {
-    return raw
-  }
 }
 
 const rejectRepeated = (names: string[]) => ({ request }: { request: Request }) => {
