@@ -11,12 +11,17 @@
   ARGV[3]    period_ms   length of a sale in ms
   ARGV[4]    mode        'empty': only allowed before the sale starts, since
                          nothing can have happened in it yet; 'rebuild': from
-                         the snapshot that follows
+                         the snapshot that follows; 'empty-shard' and
+                         'rebuild-shard': the same for one shard of a split
+                         sale (src/redis/shards.ts), whose users are counted
+                         from the last section, not from its purchases and holds
   ARGV[5..8] counters: checkouts_ok, checkouts_rejected, purchases_ok, purchases_rejected
   ARGV[9]    P, the number of purchases, followed by P groups of
              item_id, user_id, code, purchased_ms
   then       H, the number of live holds, followed by H groups of
              item_id, user_id, code, expires_ms
+  then       (shards only) U, the number of users, followed by U pairs of
+             user_id, the users hash's value (lua/shard_slot.lua)
 
   Returns:
      1  initialised
@@ -29,7 +34,9 @@ local firstGroup = 9
 
 if rcall('EXISTS', statsKey) == 1 then return 0 end
 local now = clock(ARGV[1])
-if mode == 'empty' and saleId <= math.floor(now / periodMs) then return -1 end
+local sharded = mode == 'empty-shard' or mode == 'rebuild-shard'
+local countsUsers = not sharded
+if (mode == 'empty' or mode == 'empty-shard') and saleId <= math.floor(now / periodMs) then return -1 end
 rcall('DEL', itemsKey, codesKey, usersKey, expKey)
 
 local i = firstGroup
@@ -38,7 +45,7 @@ for _ = 1, purchases do
   local item, user, code, at = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   rcall('HSET', itemsKey, item, 's|' .. user .. '|' .. code)
   rcall('HSET', codesKey, code, 'p|' .. item .. '|' .. at .. '|' .. user)
-  rcall('HINCRBY', usersKey, user, 1)
+  if countsUsers then rcall('HINCRBY', usersKey, user, 1) end
   i = i + 4
 end
 i = i + 1
@@ -48,9 +55,17 @@ for _ = 1, holds do
   rcall('HSET', itemsKey, item, 'h|' .. expires .. '|' .. user .. '|' .. code)
   rcall('HSET', codesKey, code, 'h|' .. item .. '|' .. expires .. '|' .. user)
   rcall('ZADD', expKey, expires, code)
-  rcall('HINCRBY', usersKey, user, 1)
+  if countsUsers then rcall('HINCRBY', usersKey, user, 1) end
   if nextExp == 0 or tonumber(expires) < nextExp then nextExp = tonumber(expires) end
   i = i + 4
+end
+if sharded then
+  i = i + 1
+  for _ = 1, tonumber(ARGV[i]) do
+    rcall('HSET', usersKey, ARGV[i + 1], ARGV[i + 2])
+    i = i + 2
+  end
+  rcall('HSET', statsKey, 'shards', 1)
 end
 -- Written last: the stats hash is what marks the sale as initialised.
 rcall('HSET', statsKey, 'sold', purchases, 'held', holds, 'c_ok', checkoutsOk, 'c_rej', checkoutsRejected, 'p_ok', purchasesOk, 'p_rej', purchasesRejected, 'next_exp', ms(nextExp))

@@ -14,6 +14,12 @@
     KEYS[5] stats  hash   sold, held, c_ok, c_rej, p_ok, p_rej, next_exp; exists once the sale is initialised
     KEYS[6] log    stream the journal: one entry per decision (src/redis/journal.ts names its fields)
 
+  A sale split into shards (SALE_SHARDS > 1, src/redis/shards.ts) has these keys once per shard. A
+  shard's items, codes and exp hold its own items, which may also be held tentatively ("t|..." in
+  items and codes, in the same shape as "h|...") while the holder's slot is taken on the user's shard;
+  its users hash counts the users of that shard (lua/shard_slot.lua says how); its stats hash has
+  `shards` set.
+
   sweep() returns every hold whose expiry is at or before `now` to stock: the
   item is free again, the holder's per-user count drops by one, and the code is
   forgotten (a purchase with it gets code_not_found). Every decision sweeps
@@ -35,14 +41,17 @@ local function ms(n) return string.format('%.0f', n) end
 -- Releases the holds expired at `now`; returns how many, and the new lower bound on the earliest expiry.
 local function sweep(now, nextExp)
   if nextExp == 0 or nextExp > now then return 0, nextExp end
+  -- A shard of a split sale counts its holders on their own shards, which learn of an expiry when they ask.
+  local countsUsers = rcall('HEXISTS', statsKey, 'shards') == 0
   local released = 0
   for _, code in ipairs(rcall('ZRANGEBYSCORE', expKey, '-inf', now)) do
-    local item, expires, user = string.match(rcall('HGET', codesKey, code) or '', '^h|(%d+)|(%d+)|(.+)$')
+    local kind, item, expires, user = string.match(rcall('HGET', codesKey, code) or '', '^([ht])|(%d+)|(%d+)|(.+)$')
     if item then
       rcall('HDEL', codesKey, code)
-      if rcall('HGET', itemsKey, item) == 'h|' .. expires .. '|' .. user .. '|' .. code then rcall('HDEL', itemsKey, item) end
-      if rcall('HINCRBY', usersKey, user, -1) <= 0 then rcall('HDEL', usersKey, user) end
-      released = released + 1
+      if rcall('HGET', itemsKey, item) == kind .. '|' .. expires .. '|' .. user .. '|' .. code then rcall('HDEL', itemsKey, item) end
+      if countsUsers and rcall('HINCRBY', usersKey, user, -1) <= 0 then rcall('HDEL', usersKey, user) end
+      -- A tentative hold was never counted as held.
+      if kind == 'h' then released = released + 1 end
     end
   end
   rcall('ZREMRANGEBYSCORE', expKey, '-inf', now)

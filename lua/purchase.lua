@@ -14,7 +14,7 @@
   Returns {0, now_ms, journal_entry_id, then per code: status, item_id, user_id}; status
   (the numbers of src/sale/outcomes.ts):
      0 purchased        the item is sold to the holder, at now_ms
-    -6 code_not_found   never issued, or its hold expired
+    -6 code_not_found   never issued, or its hold expired (or is still tentative: lua/shard_hold.lua)
     -7 code_used        already purchased with this code
   or, for the whole batch:
     {-6}    code_not_found, nothing logged: the sale has not started, or it was
@@ -48,6 +48,8 @@ for i = firstCode, #ARGV do
     kind, item, user = string.match(state, '^(%a)|(%d+)|%d+|(.+)$')
     if kind == 'p' then
       status = -7 -- code_used
+    elseif kind ~= 'h' then
+      item, user = nil, nil -- a tentative hold (split sale): not answered yet, so not a code anyone holds
     else
       status = 0 -- purchased
       rcall('HSET', codesKey, code, 'p|' .. item .. '|' .. nowText .. '|' .. user)

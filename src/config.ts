@@ -18,6 +18,8 @@ export type Config = {
   salePeriodSeconds: number
   /** How long a checkout holds its item, in seconds. */
   holdSeconds: number
+  /** Redis engine: how many hash tags (so, on a cluster, masters) one sale is split over; every instance must agree. */
+  saleShards: number
   /** Redis engine: how long a success waits for its PostgreSQL commit before it is answered from the Redis journal. */
   commitWaitMs: number
   /** CSV or JSON lines of the shop's items (src/catalog.ts); unset: generated names and images. */
@@ -76,6 +78,7 @@ export const options: Option[] = [
   { env: "USER_LIMIT", flag: "user-limit", key: "userLimit", default: "10", help: "items per user per sale", parse: integer(1, 1_000_000) },
   { env: "SALE_PERIOD_SECONDS", flag: "sale-period-seconds", key: "salePeriodSeconds", default: "3600", help: "length of a sale", parse: integer(1, 31_536_000) },
   { env: "HOLD_SECONDS", flag: "hold-seconds", key: "holdSeconds", default: "300", help: "how long a checkout holds its item", parse: integer(1, 86_400) },
+  { env: "SALE_SHARDS", flag: "sale-shards", key: "saleShards", default: "1", help: "Redis engine: hash tags one sale is split over (1-64)", parse: integer(1, 64) },
   { env: "COMMIT_WAIT_MS", flag: "commit-wait-ms", key: "commitWaitMs", default: "50", help: "Redis engine: how long a success waits for its PostgreSQL commit", parse: integer(1, 10_000) },
   { env: "CATALOG_FILE", flag: "catalog-file", key: "catalogFile", default: "", help: "CSV (id,name,image[,price]) or JSON lines of the sale's items", parse: (raw) => raw || undefined },
   { env: "RATE_LIMIT_PER_USER", flag: "rate-limit-per-user", key: "rateLimitPerUser", default: "20", help: "requests per second per user_id (0: off)", parse: integer(0, 1_000_000) },

@@ -7,7 +7,7 @@ import { displayUrl, redactDeep, redactor } from "./redact"
 import { createApp } from "./http/app"
 import { metrics } from "./metrics"
 import type { Catalog } from "./sale/catalog"
-import { createRedisEngine } from "./redis/engine"
+import { createRedisEngine, ShardsMismatch } from "./redis/engine"
 import { createLedgerWriter } from "./redis/ledger"
 import { createEmbeddedEngine } from "./embedded/engine"
 import { openStore } from "./embedded/sqlite"
@@ -132,6 +132,8 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
 
   const ledger = createLedgerWriter({ redis: ledgerRedis, sql, commitWaitMs: config.commitWaitMs, log })
   const engine = createRedisEngine({ redis, sql, ledger, config, log, mode: cluster ? "cluster" : "standalone" })
+  const claim = await waitFor("redis", () => engine.claimShards().then(() => undefined, (error) => (error instanceof ShardsMismatch ? error : Promise.reject(error))))
+  if (claim) refuseToStart(`invalid configuration:\n  SALE_SHARDS (--sale-shards) ${config.saleShards}: ${claim.message}`)
   await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
   ledger.start()
   engine.startMaintenance()

@@ -88,3 +88,36 @@ export async function ping(sql: Sql, timeoutMs = 1000): Promise<{ status: "ok" }
     clearTimeout(timer)
   }
 }
+
+type Counters = Pick<SaleSnapshot, "checkouts" | "purchases">
+
+/**
+ * The counters of each shard of a sale split into `shards` (redis/shards.ts): a checkout counts on its
+ * item's shard (shard 0 for an unknown item), a purchase on the shard its code names.
+ */
+export async function loadShardCounters(sql: Sql, saleId: number, shards: number, saleItems: number, alphabet: string): Promise<Counters[]> {
+  await ensureSchema(sql)
+  const accepted = "outcome in ('reserved', 'repeated')"
+  const [checkouts, purchases] = await Promise.all([
+    sql.unsafe(
+      `select case when item_id between 1 and $3 then (item_id - 1) % $2 else 0 end as shard,
+        count(*) filter (where ${accepted}) as accepted, count(*) filter (where not ${accepted}) as rejected
+      from checkout_attempts where sale_id = $1 group by 1`,
+      [saleId, shards, saleItems],
+    ),
+    sql.unsafe(
+      `select strpos($2, substr(code, strpos(code, '.') + 1, 1)) - 1 as shard,
+        count(*) filter (where outcome = 'purchased') as accepted, count(*) filter (where outcome <> 'purchased') as rejected
+      from purchase_attempts where sale_id = $1 group by 1`,
+      [saleId, alphabet],
+    ),
+  ])
+  const counters: Counters[] = Array.from({ length: shards }, () => ({ checkouts: { accepted: 0, rejected: 0 }, purchases: { accepted: 0, rejected: 0 } }))
+  for (const [rows, kind] of [[checkouts, "checkouts"], [purchases, "purchases"]] as const) {
+    for (const r of rows) {
+      const c = counters[Number(r.shard)]
+      if (c) c[kind] = { accepted: Number(r.accepted), rejected: Number(r.rejected) }
+    }
+  }
+  return counters
+}

@@ -14,17 +14,19 @@ import { UnavailableError, type CheckoutResult, type Engine, type Health, type P
 import { checkoutOutcome, control, purchaseOutcome } from "../sale/outcomes"
 import type { DecisionRecord, PurchaseRecord } from "../sale/records"
 import { batcher } from "./batcher"
-import { saleKeys, statsKey } from "./keys"
+import { partsOf, saleKeys, shardsMarkerKey, statsKey } from "./keys"
 import { eventId } from "./journal"
 import type { Kept, LedgerWriter } from "./ledger"
 import { createLifecycle } from "./lifecycle"
 import { registerScripts, unavailable } from "./scripts"
+import { codeShard, createShardedCheckout, shardPart } from "./shards"
 
 export type RedisEngineOptions = {
   redis: RedisClient
   sql: Sql
   ledger: LedgerWriter
-  config: Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds">
+  /** saleShards: how many hash tags one sale is split over (redis/shards.ts); 1 when not given. */
+  config: Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds"> & Partial<Pick<Config, "saleShards">>
   /** Decide at this time instead of Redis TIME (tests only). */
   now?: () => number
   /** How long a past sale's keys are kept after its last hold could be bought. */
@@ -36,6 +38,8 @@ export type RedisEngineOptions = {
 }
 
 export type RedisEngine = Engine & {
+  /** Records SALE_SHARDS in Redis if no instance has; throws ShardsMismatch if another instance recorded a different one. */
+  claimShards(): Promise<void>
   /** Makes sure the current and next sale are initialised, rebuilding from PostgreSQL if Redis lost them. */
   prepare(): Promise<void>
   /** Deletes a sale's keys and stops draining its journal; only for a sale whose journal is empty and whose holds are long over. */
@@ -50,18 +54,24 @@ const attempts = 4
 const maintenanceEveryMs = 250
 const lagDegradedMs = 5000
 
+/** Another instance recorded a different SALE_SHARDS in this Redis: deciding with ours would split the stock two ways. */
+export class ShardsMismatch extends Error {}
+
 export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   const { redis, sql, ledger, config, now, retentionMs = defaultRetentionMs, mode = "standalone", log = console.log, metrics = processMetrics } = options
+  const shards = config.saleShards ?? 1
   const scripts = registerScripts(redis)
   const periodMs = config.salePeriodSeconds * 1000
   const holdMs = config.holdSeconds * 1000
-  const sale = createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, now, log, onRebuild: () => metrics.rebuilds.inc() })
+  const sale = createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, shards, saleItems: config.saleItems, now, log, onRebuild: () => metrics.rebuilds.inc() })
+  let mismatch: string | undefined
 
-  /** Runs a script for the current sale, following the current sale (wrongSale) and rebuilding lost state (notReady). */
-  async function decide(script: "checkout" | "status", args: (saleId: number) => (string | number)[]): Promise<[number, (string | number)[]]> {
+  /** Runs a script on a part of the current sale (redis/keys.ts), following the current sale (wrongSale) and rebuilding lost state (notReady). */
+  async function decide(script: "checkout" | "status" | "shardHold", part: (saleId: number) => string, args: (saleId: number) => (string | number)[]): Promise<[number, (string | number)[]]> {
+    if (mismatch) throw new UnavailableError(mismatch, 5)
     let saleId = sale.currentSale()
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const reply = await scripts[script](saleKeys(saleId), args(saleId)).catch(unavailable)
+      const reply = await scripts[script](saleKeys(part(saleId)), args(saleId)).catch(unavailable)
       const status = Number(reply[0])
       if (status === control.wrongSale) {
         saleId = Number(reply[1])
@@ -79,14 +89,14 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
    * Hands a script call's records to the ledger. A success that changed the sale is answered once it is
    * committed (or the commit wait is over); refusals and repeats are answered at once and kept anyway.
    */
-  function answer<R>(saleId: number, entryId: string, records: DecisionRecord[], results: R[], waits: (record: DecisionRecord) => boolean, afterCommit: (result: R, record: DecisionRecord, kept: Kept) => R): (R | Promise<R>)[] {
-    const kept = ledger.keep(saleId, entryId, records)
+  function answer<R>(part: string, entryId: string, records: DecisionRecord[], results: R[], waits: (record: DecisionRecord) => boolean, afterCommit: (result: R, record: DecisionRecord, kept: Kept) => R): (R | Promise<R>)[] {
+    const kept = ledger.keep(part, entryId, records)
     return results.map((result, i) => (waits(records[i]!) ? kept.then((k) => afterCommit(result, records[i]!, k)) : result))
   }
 
   const checkoutBatched = batcher<{ userId: string; itemId: number }, CheckoutResult | Promise<CheckoutResult>>(async (batch) => {
     metrics.batchSize.observe(batch.length, "checkout")
-    const [saleId, reply] = await decide("checkout", (saleId) => {
+    const [saleId, reply] = await decide("checkout", String, (saleId) => {
       const args: (string | number)[] = [sale.nowArg(), saleId, periodMs, config.saleItems, config.userLimit, holdMs]
       for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId))
       return args
@@ -101,16 +111,21 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
       records.push({ kind: "checkout", saleId, eventId: eventId(entryId, i), userId: w.userId, itemId: w.itemId, outcome, code: code || null, expiresAt: expiresAt || null, at })
       return outcome === "reserved" || outcome === "repeated" ? { ok: true, repeated: outcome === "repeated", code, saleId, itemId: w.itemId, expiresAt } : { ok: false, error: outcome }
     })
-    return answer(saleId, entryId, records, results, (r) => r.outcome === "reserved", (result) => result)
+    return answer(String(saleId), entryId, records, results, (r) => r.outcome === "reserved", (result) => result)
   })
 
-  const checkout = async (userId: string, itemId: number) => checkoutBatched({ userId, itemId })
+  const checkout =
+    shards === 1
+      ? async (userId: string, itemId: number) => checkoutBatched({ userId, itemId })
+      : createShardedCheckout({ redis, scripts, sale, ledger, metrics, config, shards, periodMs, holdMs, decide })
 
-  /** Purchases of one sale, decided together (lua/purchase.lua), rebuilding the sale first if Redis lost it. */
-  async function purchaseBatch(saleId: number, codes: string[]): Promise<(PurchaseResult | Promise<PurchaseResult>)[]> {
+  /** Purchases of one part of a sale, decided together (lua/purchase.lua), rebuilding the sale first if Redis lost it. */
+  async function purchaseBatch(saleId: number, part: string, codes: string[]): Promise<(PurchaseResult | Promise<PurchaseResult>)[]> {
     metrics.batchSize.observe(codes.length, "purchase")
+    if (mismatch) throw new UnavailableError(mismatch, 5)
+    const shard = shards === 1 ? undefined : Number(part.split(":")[1])
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const reply = await scripts.purchase(saleKeys(saleId), [sale.nowArg(), saleId, periodMs, holdMs, ...codes]).catch(unavailable)
+      const reply = await scripts.purchase(saleKeys(part), [sale.nowArg(), saleId, periodMs, holdMs, ...codes]).catch(unavailable)
       const status = Number(reply[0])
       if (status === control.notReady) {
         await sale.rebuild(saleId)
@@ -124,10 +139,10 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
         const outcome = purchaseOutcome(Number(reply[3 + 3 * i]))
         const itemId = Number(reply[4 + 3 * i]) || null
         const userId = String(reply[5 + 3 * i]) || null
-        records.push({ kind: "purchase", saleId, eventId: eventId(entryId, i), code, outcome, userId, itemId, at })
+        records.push({ kind: "purchase", saleId, eventId: eventId(entryId, i, shard), code, outcome, userId, itemId, at })
         return outcome === "purchased" ? { ok: true, saleId, itemId: itemId!, userId: userId!, purchasedAt: at } : { ok: false, error: outcome }
       })
-      return answer(saleId, entryId, records, results, (r) => r.outcome === "purchased", (result, record, kept) => {
+      return answer(part, entryId, records, results, (r) => r.outcome === "purchased", (result, record, kept) => {
         if (!kept.refused.has((record as PurchaseRecord).code)) return result
         // PostgreSQL has this item sold under another code (Redis lost a sale and sold it again): not a sale.
         sale.resync(saleId).catch(() => {})
@@ -137,45 +152,72 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     throw new UnavailableError("the sale is being rebuilt; try again")
   }
 
-  /** One queue per sale with purchases waiting; a queue goes once idle, since clients name the sale in the code. */
-  const purchaseQueues = new Map<number, (code: string) => Promise<PurchaseResult | Promise<PurchaseResult>>>()
+  /** One queue per part of a sale with purchases waiting; a queue goes once idle, since clients name the sale (and shard) in the code. */
+  const purchaseQueues = new Map<string, (code: string) => Promise<PurchaseResult | Promise<PurchaseResult>>>()
 
   function purchase(code: string): Promise<PurchaseResult> {
     const saleId = saleOfCode(code)
-    if (saleId === undefined) return Promise.resolve({ ok: false, error: "code_not_found" })
-    let queue = purchaseQueues.get(saleId)
+    const shard = shards === 1 ? undefined : codeShard(code, shards)
+    if (saleId === undefined || (shards > 1 && shard === undefined)) return Promise.resolve({ ok: false, error: "code_not_found" })
+    const part = shard === undefined ? String(saleId) : shardPart(saleId, shard)
+    let queue = purchaseQueues.get(part)
     if (!queue) {
       queue = batcher<string, PurchaseResult | Promise<PurchaseResult>>(
-        (codes) => purchaseBatch(saleId, codes),
-        () => purchaseQueues.delete(saleId),
+        (codes) => purchaseBatch(saleId, part, codes),
+        () => purchaseQueues.delete(part),
       )
-      purchaseQueues.set(saleId, queue)
+      purchaseQueues.set(part, queue)
     }
     return queue(code) as Promise<PurchaseResult>
   }
 
+  /** The sale's counters: one script call per part, summed (each part is read at its own instant). */
   async function status(): Promise<SaleStatus> {
-    const [saleId, r] = await decide("status", (saleId) => [sale.nowArg(), saleId, periodMs])
-    const n = r.map(Number)
-    return {
-      saleId,
-      now: n[1]!,
-      itemsSold: n[2]!,
-      itemsReserved: n[3]!,
-      checkouts: { accepted: n[4]!, rejected: n[5]! },
-      purchases: { accepted: n[6]!, rejected: n[7]! },
+    for (let attempt = 0; ; attempt++) {
+      const replies = await Promise.all(
+        Array.from({ length: shards }, (_, k) => decide("status", (saleId) => (shards === 1 ? String(saleId) : shardPart(saleId, k)), (saleId) => [sale.nowArg(), saleId, periodMs])),
+      )
+      const saleId = replies[0]![0]
+      // Across a sale boundary the parts may answer for different sales: ask again.
+      if (replies.some(([other]) => other !== saleId) && attempt < attempts) continue
+      const n = replies.map(([, r]) => r.map(Number))
+      const sum = (i: number) => n.reduce((total, r) => total + r[i]!, 0)
+      return {
+        saleId,
+        now: Math.max(...n.map((r) => r[1]!)),
+        itemsSold: sum(2),
+        itemsReserved: sum(3),
+        checkouts: { accepted: sum(4), rejected: sum(5) },
+        purchases: { accepted: sum(6), rejected: sum(7) },
+      }
     }
+  }
+
+  /** Records our SALE_SHARDS if no instance has; refuses to decide while another one is recorded. */
+  async function claimShards(): Promise<void> {
+    await redis.set(shardsMarkerKey, shards, "NX")
+    const recorded = await redis.get(shardsMarkerKey)
+    if (recorded === null || Number(recorded) === shards) {
+      if (mismatch) log("SALE_SHARDS agrees with Redis again; deciding")
+      mismatch = undefined
+      return
+    }
+    const message = `this Redis serves sales split into ${recorded} (key ${shardsMarkerKey}), not ${shards}: every instance must split sales alike, so this one decides nothing (README: changing SALE_SHARDS)`
+    if (mismatch !== message) log(message)
+    mismatch = message
+    throw new ShardsMismatch(message)
   }
 
   async function health(): Promise<Health> {
     const started = performance.now()
     let ready: boolean
     try {
-      ready = (await redis.exists(statsKey(sale.currentSale()))) === 1
+      const parts = partsOf(sale.currentSale(), shards)
+      ready = (await Promise.all(parts.map((part) => redis.exists(statsKey(part))))).every((n) => n === 1) && !mismatch
     } catch (error) {
       return { status: "down", checks: { engine: "redis", redis: { status: "down", error: (error as Error).message } } }
     }
-    const redisCheck = { status: "ok", mode, latency_ms: Math.round((performance.now() - started) * 100) / 100, sale_ready: ready }
+    const redisCheck = { status: mismatch ? "down" : "ok", mode, sale_shards: shards, error: mismatch, latency_ms: Math.round((performance.now() - started) * 100) / 100, sale_ready: ready }
     const [backlog, postgres] = await Promise.all([ledger.backlog().catch((error: Error) => ({ entries: -1, oldestAgeMs: -1, error: error.message })), ping(sql)])
     const writer = ledger.postgres()
     const postgresCheck: Record<string, unknown> = postgres.status === "ok" && !writer.up ? { status: "down", error: writer.error } : postgres
@@ -200,17 +242,18 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     purchase,
     status,
     health,
+    claimShards,
     prepare: sale.prepare,
     forget: sale.forget,
     startMaintenance() {
       timer ??= setInterval(() => {
         if (maintaining) return
         maintaining = true
-        sale
-          .maintain()
+        claimShards()
+          .then(() => sale.maintain())
           .then(() => (lastMaintenanceError = ""))
           .catch((error: Error) => {
-            if (error.message !== lastMaintenanceError) log(`maintenance: ${error.message}`)
+            if (error.message !== lastMaintenanceError && !(error instanceof ShardsMismatch)) log(`maintenance: ${error.message}`)
             lastMaintenanceError = error.message
           })
           .finally(() => (maintaining = false))

@@ -13,25 +13,30 @@
  *      status is the number of the outcome (sale/outcomes.ts).
  * Decision i of entry "<ms>-<seq>" is kept with event_id "<ms>-<seq * 1000 + i>": unique within the
  * sale (a batch is at most 256 decisions), ordered as decided, and the same however often it is written.
+ * A sale split into shards has one journal per shard: there decision i of shard k's entry is kept as
+ * "<ms>-<(seq * 1000 + i) * 64 + k>", unique across the shards and ordered within each.
  * Entries of an older server (one decision per entry: e, u, i, o, k, x, t) are read too.
  */
 import type { RedisClient } from "./connect"
 import { checkoutOutcome, purchaseOutcome, type CheckoutOutcome, type PurchaseOutcome } from "../sale/outcomes"
 import type { DecisionRecord } from "../sale/records"
-import { logKey, saleRegistryKey } from "./keys"
+import { logKey, maxShards, saleOfPart, saleRegistryKey, shardOfPart } from "./keys"
 
 export type StreamEntry = [id: string, fields: string[] | null]
 
-/** The event id of decision `index` of journal entry `entryId`. */
-export function eventId(entryId: string, index: number): string {
+/** The event id of decision `index` of journal entry `entryId`, written by shard `shard` if the sale is split. */
+export function eventId(entryId: string, index: number, shard?: number): string {
   const dash = entryId.indexOf("-")
-  return `${entryId.slice(0, dash)}-${Number(entryId.slice(dash + 1)) * 1000 + index}`
+  const seq = Number(entryId.slice(dash + 1)) * 1000 + index
+  return `${entryId.slice(0, dash)}-${shard === undefined ? seq : seq * maxShards + shard}`
 }
 
 const optional = (value: string | undefined) => (value ? value : null)
 
-/** The records an entry holds (none for an entry deleted while a reader held its id: it has no fields). */
-export function recordsOf(saleId: number, [id, fields]: StreamEntry): DecisionRecord[] {
+/** The records an entry of a part's journal holds (none for an entry deleted while a reader held its id: it has no fields). */
+export function recordsOf(part: string | number, [id, fields]: StreamEntry): DecisionRecord[] {
+  const saleId = saleOfPart(String(part))
+  const shard = shardOfPart(String(part))
   const f: Record<string, string> = {}
   for (let i = 0; fields && i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
   if (f.d === undefined) return legacyRecord(saleId, id, f)
@@ -39,9 +44,9 @@ export function recordsOf(saleId: number, [id, fields]: StreamEntry): DecisionRe
   return f.d.split("\n").map((line, i): DecisionRecord => {
     const p = line.split(" ")
     if (f.e === "c") {
-      return { kind: "checkout", saleId, eventId: eventId(id, i), itemId: Number(p[0]), userId: p[1]!, outcome: checkoutOutcome(Number(p[2])), code: optional(p[3]), expiresAt: p[4] ? Number(p[4]) : null, at }
+      return { kind: "checkout", saleId, eventId: eventId(id, i, shard), itemId: Number(p[0]), userId: p[1]!, outcome: checkoutOutcome(Number(p[2])), code: optional(p[3]), expiresAt: p[4] ? Number(p[4]) : null, at }
     }
-    return { kind: "purchase", saleId, eventId: eventId(id, i), code: p[0]!, outcome: purchaseOutcome(Number(p[1])), itemId: p[2] ? Number(p[2]) : null, userId: optional(p[3]), at }
+    return { kind: "purchase", saleId, eventId: eventId(id, i, shard), code: p[0]!, outcome: purchaseOutcome(Number(p[1])), itemId: p[2] ? Number(p[2]) : null, userId: optional(p[3]), at }
   })
 }
 
@@ -53,11 +58,11 @@ function legacyRecord(saleId: number, id: string, f: Record<string, string>): De
 
 export type Backlog = { entries: number; oldestAgeMs: number }
 
-/** Entries in every registered sale's journal (script calls not yet in PostgreSQL), and the age of the oldest. */
+/** Entries in every registered journal (script calls not yet in PostgreSQL), and the age of the oldest. */
 export async function journalBacklog(redis: Pick<RedisClient, "smembers" | "xlen" | "xrange">): Promise<Backlog> {
-  const sales = (await redis.smembers(saleRegistryKey)).map(Number)
+  const parts = await redis.smembers(saleRegistryKey)
   // One command per journal, not one pipeline: on a cluster the journals live on different nodes.
-  const replies = await Promise.all(sales.map(async (saleId) => [await redis.xlen(logKey(saleId)), await redis.xrange(logKey(saleId), "-", "+", "COUNT", 1)] as const))
+  const replies = await Promise.all(parts.map(async (part) => [await redis.xlen(logKey(part)), await redis.xrange(logKey(part), "-", "+", "COUNT", 1)] as const))
   let entries = 0
   let oldest = Infinity
   for (const [length, first] of replies) {

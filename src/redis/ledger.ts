@@ -37,10 +37,10 @@ export type LedgerOptions = {
 export type Kept = { committed: boolean; refused: Set<string> }
 
 export type LedgerWriter = {
-  /** Queues the records of the script call that wrote journal entry `entryId`; resolves on commit, or after commitWaitMs at the latest. */
-  keep(saleId: number, entryId: string, records: DecisionRecord[]): Promise<Kept>
-  /** Writes every entry of this sale's journal to PostgreSQL and deletes it (before a rebuild reads PostgreSQL). */
-  drainSale(saleId: number): Promise<void>
+  /** Queues the records of the script call that wrote entry `entryId` of a part's journal (redis/keys.ts); resolves on commit, or after commitWaitMs at the latest. */
+  keep(part: string, entryId: string, records: DecisionRecord[]): Promise<Kept>
+  /** Writes every entry of these parts' journals to PostgreSQL and deletes them (before a rebuild reads PostgreSQL). */
+  drainSale(parts: string[]): Promise<void>
   readonly commitWaitMs: number
   start(): void
   /** Commits what is queued, bounded by timeoutMs; what is left stays in the journal. */
@@ -52,7 +52,7 @@ export type LedgerWriter = {
   recoveryError(): string | undefined
 }
 
-type Queued = { saleId: number; entryId: string; records: DecisionRecord[]; settle: (kept: Kept) => void }
+type Queued = { part: string; entryId: string; records: DecisionRecord[]; settle: (kept: Kept) => void }
 
 const drainEveryMs = 1000
 const drainBatch = 500
@@ -100,10 +100,10 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
   }
 
   /** Deletes committed entries, one command per journal (a journal is one slot). A failure only delays them: recovery rewrites them harmlessly. */
-  async function forgetEntries(entries: { saleId: number; entryId: string }[]): Promise<void> {
-    const bySale = new Map<number, string[]>()
-    for (const { saleId, entryId } of entries) bySale.set(saleId, [...(bySale.get(saleId) ?? []), entryId])
-    await Promise.all([...bySale].map(([saleId, ids]) => redis.xdel(logKey(saleId), ...ids).catch(() => 0)))
+  async function forgetEntries(entries: { part: string; entryId: string }[]): Promise<void> {
+    const byPart = new Map<string, string[]>()
+    for (const { part, entryId } of entries) byPart.set(part, [...(byPart.get(part) ?? []), entryId])
+    await Promise.all([...byPart].map(([part, ids]) => redis.xdel(logKey(part), ...ids).catch(() => 0)))
   }
 
   async function commitQueued(): Promise<void> {
@@ -121,24 +121,24 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
     }
   }
 
-  function keep(saleId: number, entryId: string, records: DecisionRecord[]): Promise<Kept> {
+  function keep(part: string, entryId: string, records: DecisionRecord[]): Promise<Kept> {
     // While PostgreSQL is down the journal holds everything; recovery writes it once a write succeeds again.
     if (!pg.up) return Promise.resolve(notCommitted)
     return new Promise((resolve) => {
       const timeout = setTimeout(() => resolve(notCommitted), commitWaitMs)
-      queue.push({ saleId, entryId, records, settle: (kept) => (clearTimeout(timeout), resolve(kept)) })
+      queue.push({ part, entryId, records, settle: (kept) => (clearTimeout(timeout), resolve(kept)) })
       committing ??= commitQueued().finally(() => (committing = undefined))
     })
   }
 
-  /** Writes and deletes journal entries of one sale up to `end` (an entry id or "+"), a chunk at a time. */
-  async function drainJournal(saleId: number, end: string): Promise<number> {
+  /** Writes and deletes entries of one part's journal up to `end` (an entry id or "+"), a chunk at a time. */
+  async function drainJournal(part: string, end: string): Promise<number> {
     let total = 0
     for (;;) {
-      const entries = (await redis.xrange(logKey(saleId), "-", end, "COUNT", drainBatch)) as StreamEntry[]
+      const entries = (await redis.xrange(logKey(part), "-", end, "COUNT", drainBatch)) as StreamEntry[]
       if (entries.length === 0) return total
-      await write(entries.flatMap((entry) => recordsOf(saleId, entry)))
-      await redis.xdel(logKey(saleId), ...entries.map(([id]) => id))
+      await write(entries.flatMap((entry) => recordsOf(part, entry)))
+      await redis.xdel(logKey(part), ...entries.map(([id]) => id))
       total += entries.length
       if (entries.length < drainBatch) return total
     }
@@ -152,20 +152,21 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
       cameUp()
     }
     const cutoff = String(Date.now() - claimAfterMs)
-    for (const saleId of (await redis.smembers(saleRegistryKey)).map(Number)) {
-      const [oldest] = (await redis.xrange(logKey(saleId), "-", cutoff, "COUNT", 1)) as StreamEntry[]
+    for (const part of await redis.smembers(saleRegistryKey)) {
+      const [oldest] = (await redis.xrange(logKey(part), "-", cutoff, "COUNT", 1)) as StreamEntry[]
       if (!oldest) continue
-      if ((await redis.set(drainLockKey(saleId), lockToken, "PX", 2 * drainEveryMs, "NX")) !== "OK") continue
-      const recovered = await drainJournal(saleId, cutoff)
-      if (recovered > 0) log(`ledger: wrote ${recovered} journal entries of sale ${saleId} that no running instance had committed`)
+      if ((await redis.set(drainLockKey(part), lockToken, "PX", 2 * drainEveryMs, "NX")) !== "OK") continue
+      const recovered = await drainJournal(part, cutoff)
+      const what = part.includes(":") ? `sale ${part.replace(":", " shard ")}` : `sale ${part}`
+      if (recovered > 0) log(`ledger: wrote ${recovered} journal entries of ${what} that no running instance had committed`)
     }
   }
 
   return {
     keep,
     commitWaitMs,
-    async drainSale(saleId) {
-      await drainJournal(saleId, "+")
+    async drainSale(parts) {
+      for (const part of parts) await drainJournal(part, "+")
     },
     start() {
       timer ??= setInterval(() => {

@@ -4,12 +4,14 @@
  */
 import type { RedisClient } from "./connect"
 import type { Sql } from "postgres"
-import { loadSale } from "../postgres/store"
+import { loadSale, loadShardCounters } from "../postgres/store"
 import { saleForgottenAtMs, saleIdAt } from "../sale/clock"
 import { UnavailableError } from "../sale/engine"
 import { emptySnapshot, type SaleSnapshot } from "../sale/records"
 import type { LedgerWriter } from "./ledger"
-import { logKey, saleKeys, saleRegistryKey, statsKey } from "./keys"
+import { codeAlphabet } from "../sale/codes"
+import { logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey } from "./keys"
+import { itemShard, userShard } from "./shards"
 import type { Scripts } from "./scripts"
 
 export type LifecycleOptions = {
@@ -20,6 +22,9 @@ export type LifecycleOptions = {
   periodMs: number
   holdMs: number
   retentionMs: number
+  /** How many shards a sale is split into (redis/shards.ts); 1: a sale is one part. */
+  shards: number
+  saleItems: number
   /** Decide at this time instead of Redis TIME (tests only). */
   now?: () => number
   log: (message: string) => void
@@ -32,7 +37,8 @@ export type Lifecycle = ReturnType<typeof createLifecycle>
 /** Beyond the commit wait, for an answer already decided but still on its way out of another instance. */
 const commitWaitMarginMs = 100
 
-export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, now, log, onRebuild = () => {} }: LifecycleOptions) {
+export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, shards, saleItems, now, log, onRebuild = () => {} }: LifecycleOptions) {
+  const parts = (saleId: number) => partsOf(saleId, shards)
   const rebuilding = new Map<number, Promise<void>>()
   let clockOffsetMs = 0
   let lastClockSync = 0
@@ -48,28 +54,38 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     if (now) return
     const before = Date.now()
     // The clock of the node that decides the current sale (on a cluster, TIME alone goes to any master).
-    const [seconds, micros] = (await redis.eval("return redis.call('TIME')", 1, statsKey(currentSale()))) as [string, string]
+    const [seconds, micros] = (await redis.eval("return redis.call('TIME')", 1, statsKey(parts(currentSale())[0]!))) as [string, string]
     const after = Date.now()
     clockOffsetMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - (before + after) / 2
     lastClockSync = after
   }
 
-  function initArgs(saleId: number, mode: "empty" | "rebuild", snapshot: SaleSnapshot): (string | number)[] {
+  function initArgs(saleId: number, mode: "empty" | "rebuild" | "empty-shard" | "rebuild-shard", snapshot: SaleSnapshot, users?: Map<string, string>): (string | number)[] {
     const args: (string | number)[] = [nowArg(), saleId, periodMs, mode]
     args.push(snapshot.checkouts.accepted, snapshot.checkouts.rejected, snapshot.purchases.accepted, snapshot.purchases.rejected)
     args.push(snapshot.sold.length)
     for (const s of snapshot.sold) args.push(s.itemId, s.userId, s.code, s.at)
     args.push(snapshot.holds.length)
     for (const h of snapshot.holds) args.push(h.itemId, h.userId, h.code, h.at)
+    if (users) {
+      args.push(users.size)
+      for (const [user, value] of users) args.push(user, value)
+    }
     return args
   }
 
-  const register = (saleId: number) => redis.sadd(saleRegistryKey, saleId)
+  const register = (saleId: number) => redis.sadd(saleRegistryKey, ...parts(saleId))
+  const missingParts = async (saleId: number) => {
+    const all = parts(saleId)
+    const present = await Promise.all(all.map((part) => redis.exists(statsKey(part))))
+    return all.filter((_, i) => present[i] === 0)
+  }
 
   /** Initialises a sale that has not started yet: nothing can have happened in it, so PostgreSQL is not needed. */
   async function initEmpty(saleId: number): Promise<void> {
     await register(saleId)
-    await scripts.initSale(saleKeys(saleId), initArgs(saleId, "empty", emptySnapshot()))
+    if (shards === 1) await scripts.initSale(saleKeys(saleId), initArgs(saleId, "empty", emptySnapshot()))
+    else await Promise.all(parts(saleId).map((part) => scripts.initSale(saleKeys(part), initArgs(saleId, "empty-shard", emptySnapshot(), new Map()))))
   }
 
   /**
@@ -82,13 +98,14 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     if (running) return running
     const started = (async () => {
       await register(saleId)
+      if (shards > 1) return rebuildShards(saleId)
       let snapshot: SaleSnapshot
       try {
-        await ledger.drainSale(saleId)
+        await ledger.drainSale([String(saleId)])
         await Bun.sleep(ledger.commitWaitMs + commitWaitMarginMs)
         snapshot = await loadSale(sql, saleId, estimatedNow())
       } catch (error) {
-        throw new UnavailableError(`sale ${saleId} must be rebuilt from PostgreSQL, which is unreachable: ${(error as Error).message}`, 2)
+        throw unreachable(saleId, error)
       }
       const done = await scripts.initSale(saleKeys(saleId), initArgs(saleId, "rebuild", snapshot))
       if (done === 1) onRebuild()
@@ -98,27 +115,96 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     return started
   }
 
+  /**
+   * Rebuilds the lost shards of a split sale (redis/shards.ts). A lost shard's items come from PostgreSQL,
+   * as a whole sale's do. Its users' counts come from every item of the sale: from the shards Redis still
+   * has (newer than PostgreSQL, and with the tentative holds still being settled, whose slots the lost
+   * shard may have taken) and from PostgreSQL for the lost ones.
+   */
+  async function rebuildShards(saleId: number): Promise<void> {
+    const missing = await missingParts(saleId)
+    if (missing.length === 0) return
+    let snapshot: SaleSnapshot
+    let counters: Awaited<ReturnType<typeof loadShardCounters>>
+    try {
+      await ledger.drainSale(parts(saleId))
+      await Bun.sleep(ledger.commitWaitMs + commitWaitMarginMs)
+      ;[snapshot, counters] = await Promise.all([loadSale(sql, saleId, estimatedNow()), loadShardCounters(sql, saleId, shards, saleItems, codeAlphabet)])
+    } catch (error) {
+      throw unreachable(saleId, error)
+    }
+    const lost = new Set(missing.map((part) => Number(part.split(":")[1])))
+    const counts = new Map<string, { n: number; listed: string }>()
+    const count = (user: string, listed?: string) => {
+      const c = counts.get(user) ?? { n: 0, listed: "" }
+      c.n += 1
+      if (listed) c.listed += `|${listed}`
+      counts.set(user, c)
+    }
+    const items = new Map<number, SaleSnapshot>([...lost].map((k) => [k, { ...emptySnapshot(), ...counters[k]! }]))
+    for (const s of snapshot.sold) {
+      const k = itemShard(s.itemId, shards, saleItems)
+      if (!lost.has(k)) continue
+      items.get(k)!.sold.push(s)
+      count(s.userId)
+    }
+    for (const h of snapshot.holds) {
+      const k = itemShard(h.itemId, shards, saleItems)
+      if (!lost.has(k)) continue
+      items.get(k)!.holds.push(h)
+      count(h.userId, `${h.code}:${h.at}`)
+    }
+    for (const part of parts(saleId).filter((part) => !missing.includes(part))) {
+      for (const state of Object.values(await redis.hgetall(saleKeys(part)[0]!))) {
+        const sold = /^s\|([^|]+)\|/.exec(state)
+        const held = /^[ht]\|(\d+)\|([^|]+)\|(.+)$/.exec(state)
+        if (sold) count(sold[1]!)
+        else if (held) count(held[2]!, `${held[3]}:${held[1]}`)
+      }
+    }
+    let rebuilt = 0
+    for (const k of lost) {
+      const users = new Map<string, string>()
+      for (const [user, c] of counts) if (userShard(user, shards) === k) users.set(user, `${c.n}${c.listed}`)
+      const done = await scripts.initSale(saleKeys(`${saleId}:${k}`), initArgs(saleId, "rebuild-shard", items.get(k)!, users))
+      if (done === 1) rebuilt++
+    }
+    if (rebuilt > 0) {
+      onRebuild()
+      log(`sale ${saleId}: rebuilt ${rebuilt} of its ${shards} shards from PostgreSQL and the other shards (${snapshot.sold.length} sold, ${snapshot.holds.length} live holds kept)`)
+    }
+  }
+
+  function unreachable(saleId: number, error: unknown): UnavailableError {
+    return new UnavailableError(`sale ${saleId} must be rebuilt from PostgreSQL, which is unreachable: ${(error as Error).message}`, 2)
+  }
+
   /** Makes sure the current and next sale are initialised, rebuilding from PostgreSQL if Redis lost them. */
   async function prepare(): Promise<void> {
     if (Date.now() - lastClockSync > 5000) await syncClock()
     const saleId = currentSale()
-    if ((await redis.exists(statsKey(saleId))) === 0) await rebuild(saleId)
-    if ((await redis.exists(statsKey(saleId + 1))) === 0) await initEmpty(saleId + 1)
+    if ((await missingParts(saleId)).length > 0) await rebuild(saleId)
+    if ((await missingParts(saleId + 1)).length > 0) await initEmpty(saleId + 1)
   }
 
-  /** Deletes a sale's keys and stops draining its journal; only for a sale whose journal is empty and whose holds are long over. */
+  /** Deletes a part's keys and stops draining its journal; only for a part whose journal is empty and whose holds are long over. */
+  async function forgetPart(part: string): Promise<void> {
+    await redis.srem(saleRegistryKey, part)
+    await redis.del(...saleKeys(part))
+  }
+
+  /** Deletes a sale's keys (every part) and stops draining its journals. */
   async function forget(saleId: number): Promise<void> {
-    await redis.srem(saleRegistryKey, saleId)
-    await redis.del(...saleKeys(saleId))
+    for (const part of parts(saleId)) await forgetPart(part)
   }
 
-  /** Forgets the sales past retention (sale/clock.ts), once the ledger has all of their records. */
+  /** Forgets the parts of sales past retention (sale/clock.ts), once the ledger has all of their records. */
   async function prune(): Promise<void> {
     const at = estimatedNow()
-    for (const saleId of (await redis.smembers(saleRegistryKey)).map(Number)) {
-      if (saleForgottenAtMs(saleId, periodMs, holdMs, retentionMs) > at) continue
-      if ((await redis.xlen(logKey(saleId))) > 0) continue
-      await forget(saleId)
+    for (const part of await redis.smembers(saleRegistryKey)) {
+      if (saleForgottenAtMs(saleOfPart(part), periodMs, holdMs, retentionMs) > at) continue
+      if ((await redis.xlen(logKey(part))) > 0) continue
+      await forgetPart(part)
     }
   }
 
@@ -126,8 +212,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
   async function maintain(): Promise<void> {
     await prepare()
     const saleId = currentSale()
-    await scripts.release(saleKeys(saleId), [nowArg(), saleId, periodMs])
-    await scripts.release(saleKeys(saleId - 1), [nowArg(), saleId - 1, periodMs])
+    for (const id of [saleId, saleId - 1]) await Promise.all(parts(id).map((part) => scripts.release(saleKeys(part), [nowArg(), id, periodMs])))
     // A prune that fails is tried again on the next round, so its error stays visible until it passes.
     if (Date.now() - lastPrune > 60_000) {
       await prune()
@@ -138,7 +223,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
   /** Makes every instance rebuild this sale from PostgreSQL: Redis and the store disagree about it. */
   async function resync(saleId: number): Promise<void> {
     log(`sale ${saleId}: Redis and PostgreSQL disagree; rebuilding it from PostgreSQL`)
-    await redis.del(statsKey(saleId))
+    await redis.del(...parts(saleId).map(statsKey))
   }
 
   return { nowArg, estimatedNow, currentSale, syncClock, rebuild, resync, prepare, forget, maintain }

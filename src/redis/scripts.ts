@@ -6,10 +6,15 @@ import purchase from "../../lua/purchase.lua" with { type: "text" }
 import release from "../../lua/release.lua" with { type: "text" }
 import status from "../../lua/status.lua" with { type: "text" }
 import initSale from "../../lua/init_sale.lua" with { type: "text" }
+import shardHold from "../../lua/shard_hold.lua" with { type: "text" }
+import shardSlot from "../../lua/shard_slot.lua" with { type: "text" }
+import shardSettle from "../../lua/shard_settle.lua" with { type: "text" }
+import shardUnslot from "../../lua/shard_unslot.lua" with { type: "text" }
+import shardVerify from "../../lua/shard_verify.lua" with { type: "text" }
 import { UnavailableError } from "../sale/engine"
 import { saleKeyCount } from "./keys"
 
-const bodies = { checkout, purchase, release, status, initSale }
+const bodies = { checkout, purchase, release, status, initSale, shardHold, shardSlot, shardSettle, shardUnslot, shardVerify }
 
 export type ScriptName = keyof typeof bodies
 type Args = (string | number)[]
@@ -22,6 +27,11 @@ export type Scripts = {
   status: (keys: string[], args: Args) => Promise<Reply>
   release: (keys: string[], args: Args) => Promise<number>
   initSale: (keys: string[], args: Args) => Promise<number>
+  shardHold: (keys: string[], args: Args) => Promise<Reply>
+  shardSlot: (keys: string[], args: Args) => Promise<Reply>
+  shardSettle: (keys: string[], args: Args) => Promise<Reply>
+  shardUnslot: (keys: string[], args: Args) => Promise<number>
+  shardVerify: (keys: string[], args: Args) => Promise<Reply>
 }
 
 export function registerScripts(redis: RedisClient): Scripts {

@@ -1,0 +1,48 @@
+--[[
+  shard_settle: the last step of checkouts in a split sale, on the items' shard: a tentative hold
+  whose user got a slot becomes a hold, one refused by the user's limit goes back to stock. Both are
+  decided now, counted and journaled as lua/checkout.lua does; the time of the decision is that of
+  the tentative hold.
+
+  KEYS[1..6] the item shard's keys, as listed in prelude.lua
+  ARGV[1] now_ms     the time the tentative holds were made at (shard_hold's reply)
+  ARGV[2..3] sale_id, period_ms
+  ARGV[4..] one group of four per request: item_id, user_id, code, verdict (0 slot taken, -5 user_limit)
+
+  Returns {0, journal_entry_id ('' if nothing was decided), then per request: status}: 0 reserved,
+  -5 user_limit, or -15 lost: the tentative hold is gone (the shard was rebuilt meanwhile), nothing
+  decided; the server frees the slot and decides the request again. {-11}: not initialised.
+]]
+local nowText = ARGV[1]
+local firstRequest = 4
+if rcall('EXISTS', statsKey) == 0 then return {-11} end
+local out, journal, reserved, refused = {0, ''}, {}, 0, 0
+for i = firstRequest, #ARGV, 4 do
+  local item, user, code, verdict = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local expires = string.match(rcall('HGET', codesKey, code) or '', '^t|' .. item .. '|(%d+)|')
+  local status = verdict
+  if verdict == 0 and not expires then
+    status = -15 -- lost
+  elseif verdict == 0 then
+    rcall('HSET', itemsKey, item, 'h|' .. expires .. '|' .. user .. '|' .. code)
+    rcall('HSET', codesKey, code, 'h|' .. item .. '|' .. expires .. '|' .. user)
+    reserved = reserved + 1
+    journal[#journal + 1] = item .. ' ' .. user .. ' 0 ' .. code .. ' ' .. expires
+  else
+    if expires then
+      rcall('HDEL', codesKey, code)
+      rcall('HDEL', itemsKey, item)
+      rcall('ZREM', expKey, code)
+    end
+    refused = refused + 1
+    journal[#journal + 1] = item .. ' ' .. user .. ' -5  '
+  end
+  out[#out + 1] = status
+end
+if #journal > 0 then out[2] = rcall('XADD', logKey, '*', 'e', 'c', 't', nowText, 'd', table.concat(journal, '\n')) end
+if reserved > 0 then
+  rcall('HINCRBY', statsKey, 'c_ok', reserved)
+  rcall('HINCRBY', statsKey, 'held', reserved)
+end
+if refused > 0 then rcall('HINCRBY', statsKey, 'c_rej', refused) end
+return out

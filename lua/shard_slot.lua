@@ -1,0 +1,60 @@
+--[[
+  shard_slot: the second step of a checkout in a split sale, on the user's shard: takes a slot of the
+  user's USER_LIMIT for a tentative hold (lua/shard_hold.lua).
+
+  A user shard's users hash maps user id -> "n|code:expires_ms|code:expires_ms...": n counts the user's
+  purchases plus holds, and the listed codes are the holds among them not yet known to be bought or
+  over. This shard does not see the item shards' expiries or purchases, so a listed hold past its
+  expiry may have been bought (still counted) or not (its slot is free). It is asked only when it
+  matters: a user at the limit with such holds is not refused until the server has asked their item
+  shards (lua/shard_verify.lua) and recorded the answers here (lua/shard_unslot.lua).
+
+  KEYS[1..6] the user shard's keys, as listed in prelude.lua
+  ARGV[1..3] now_ms, sale_id, period_ms (unused: each request brings the time of its hold)
+  ARGV[4] user_limit  purchases plus live holds allowed per user
+  ARGV[5..] one group of five per request: user_id, code and expires_ms of its tentative hold, the
+            time the hold was made at, flags ('x': the user's expired holds were asked about already,
+            so what is still listed is live: refuse instead of asking again)
+
+  Returns {0, then per request: status, codes}; status:
+     0  the slot is taken (or, for a hold this shard already counts, kept: see below)
+    -5  user_limit: purchases plus live holds reach the limit
+   -14  ask: at the limit, but the holds in codes (comma-separated) are past their expiry
+  or {-11}: not_ready, the shard is not initialised.
+  A hold already listed was counted when this shard was rebuilt from the item shards while the hold was
+  still tentative (redis/shards.ts): it is decided again, against the user's other purchases and holds.
+]]
+local userLimit = tonumber(ARGV[4])
+local firstRequest = 5
+if rcall('EXISTS', statsKey) == 0 then return {-11} end
+
+local out = {0}
+for i = firstRequest, #ARGV, 5 do
+  local user, code, expires, now, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local value = rcall('HGET', usersKey, user) or '0'
+  local n = tonumber(string.match(value, '^(%d+)'))
+  local listed, expired, kept = false, {}, {}
+  for held, until_ in string.gmatch(value, '|([^:|]+):(%d+)') do
+    if held == code then
+      listed = true
+    else
+      kept[#kept + 1] = '|' .. held .. ':' .. until_
+      if tonumber(until_) <= now then expired[#expired + 1] = held end
+    end
+  end
+  local status, asked = 0, ''
+  if listed then
+    if n - 1 >= userLimit then
+      status, n = -5, n - 1
+      value = n .. table.concat(kept)
+    end
+  elseif n >= userLimit then
+    if #expired > 0 and flags ~= 'x' then status, asked = -14, table.concat(expired, ',') else status = -5 end
+  else
+    value = (n + 1) .. string.sub(value, #tostring(n) + 1) .. '|' .. code .. ':' .. expires
+  end
+  if value == '0' then rcall('HDEL', usersKey, user) else rcall('HSET', usersKey, user, value) end
+  out[#out + 1] = status
+  out[#out + 1] = asked
+end
+return out

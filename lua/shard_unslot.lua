@@ -1,0 +1,32 @@
+--[[
+  shard_unslot: records on the user's shard what became of listed holds (lua/shard_slot.lua): a hold
+  that was bought stays counted but is no longer listed; a hold that ended unbought, or whose checkout
+  was refused or lost, frees its slot.
+
+  KEYS[1..6] the user shard's keys, as listed in prelude.lua
+  ARGV[1..3] now_ms, sale_id, period_ms (unused: kept for the common ARGV order)
+  ARGV[4..] one triple per hold: user_id, code, verdict ('p' bought, 'r' slot freed)
+
+  Returns the number of slots freed, or -11 if the shard is not initialised (a rebuild counts from the
+  item shards, so nothing is lost by not recording).
+]]
+local firstHold = 4
+if rcall('EXISTS', statsKey) == 0 then return -11 end
+local freed = 0
+for i = firstHold, #ARGV, 3 do
+  local user, code, verdict = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local value = rcall('HGET', usersKey, user)
+  if value then
+    local n = tonumber(string.match(value, '^(%d+)'))
+    local listed, kept = false, {}
+    for held, until_ in string.gmatch(value, '|([^:|]+):(%d+)') do
+      if held == code then listed = true else kept[#kept + 1] = '|' .. held .. ':' .. until_ end
+    end
+    if listed then
+      if verdict == 'r' then n, freed = n - 1, freed + 1 end
+      value = n .. table.concat(kept)
+      if value == '0' then rcall('HDEL', usersKey, user) else rcall('HSET', usersKey, user, value) end
+    end
+  end
+end
+return freed
