@@ -1,11 +1,17 @@
-/** The sale's invariants under real concurrency: hundreds of requests in flight through HTTP, against real Redis and PostgreSQL. */
-import { afterEach, beforeAll, describe, expect, test } from "bun:test"
-import { engines, harness, inFlight, serve, tally, type EngineKind, type Harness } from "./support/harness"
+/**
+ * The sale's invariants under real concurrency: hundreds of requests in flight through HTTP, against real
+ * Redis and PostgreSQL. They run on each engine, and once more on a real Redis Cluster (3 masters) with
+ * every sale split into 6 shards (SALE_SHARDS=6), where one checkout takes steps on two masters.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test"
+import { engines, harness, inFlight, serve, tally, type EngineKind, type Harness, type OnCluster, type SaleConfig } from "./support/harness"
+import { startRedisCluster, type RedisCluster } from "./support/services"
 
 let open: { h: Harness; server: ReturnType<typeof serve> }[] = []
 let kind: EngineKind = "redis"
-async function start(config: Parameters<typeof harness>[0]) {
-  const h = await harness(config, kind)
+let onCluster: { cluster: OnCluster; saleShards: number } | undefined
+async function start(config: SaleConfig | Partial<SaleConfig>) {
+  const h = await harness(onCluster ? { ...config, saleShards: onCluster.saleShards } : config, kind, { cluster: onCluster?.cluster })
   const server = serve(h)
   open.push({ h, server })
   return { h, server }
@@ -18,11 +24,19 @@ afterEach(async () => {
   open = []
 })
 
-for (const engine of engines) {
-  describe(`${engine} engine`, () => {
-    beforeAll(() => {
-      kind = engine
-    })
+let cluster: RedisCluster | undefined
+afterAll(async () => {
+  await cluster?.stop()
+})
+
+const variants = [...engines.map((engine) => ({ engine, name: `${engine} engine`, shards: 0 })), { engine: "redis" as const, name: "redis engine on a cluster, sales split into 6 shards", shards: 6 }]
+for (const variant of variants) {
+  describe(variant.name, () => {
+    beforeAll(async () => {
+      kind = variant.engine
+      if (variant.shards > 0) cluster ??= await startRedisCluster()
+      onCluster = variant.shards > 0 ? { cluster: cluster!, saleShards: variant.shards } : undefined
+    }, 60_000)
 
     test("demand far above stock sells exactly the stock: no item twice, no user over the limit, every attempt kept", async () => {
       const { h, server } = await start({ saleItems: 300, userLimit: 3 })

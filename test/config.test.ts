@@ -11,7 +11,7 @@ const parse = (argv: string[], env: Record<string, string> = both) => {
 
 describe("configuration", () => {
   test("defaults follow the contract", () => {
-    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, commitWaitMs: 50,
+    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, saleShards: 1, commitWaitMs: 50,
       catalogFile: undefined, rateLimitPerUser: 20, rateLimitPerIp: 0, rateLimitBurstSeconds: 2, trustProxyHops: 0 })
   })
 
@@ -22,13 +22,13 @@ describe("configuration", () => {
   test("one error names every bad value with what it expected", () => {
     let error: unknown
     try {
-      parse(["--hold-seconds", "0", "--bogus"], { ...both, PORT: "70000", USER_LIMIT: "ten" })
+      parse(["--hold-seconds", "0", "--sale-shards", "65", "--bogus"], { ...both, PORT: "70000", USER_LIMIT: "ten" })
     } catch (e) {
       error = e
     }
     expect(error).toBeInstanceOf(ConfigError)
     const message = (error as Error).message
-    for (const part of ["PORT (--port): expected a whole number from 0 to 65535", "USER_LIMIT", "HOLD_SECONDS", "--bogus: unknown flag"]) expect(message).toContain(part)
+    for (const part of ["PORT (--port): expected a whole number from 0 to 65535", "USER_LIMIT", "HOLD_SECONDS", "SALE_SHARDS (--sale-shards): expected a whole number from 1 to 64", "--bogus: unknown flag"]) expect(message).toContain(part)
   })
 
   test("only one of REDIS_URL and DATABASE_URL is an error", () => {

@@ -6,6 +6,7 @@ import { join } from "node:path"
 import { createApp, type AppDeps } from "../../src/http/app"
 import type { Limits } from "../../src/http/ratelimit"
 import type { EngineMetrics } from "../../src/metrics"
+import { clusterClient, type RedisClient } from "../../src/redis/connect"
 import { createRedisEngine } from "../../src/redis/engine"
 import { createLedgerWriter } from "../../src/redis/ledger"
 import { createEmbeddedEngine } from "../../src/embedded/engine"
@@ -18,18 +19,33 @@ export type EngineKind = "redis" | "embedded"
 /** Every engine: the suites that take this list hold each one to the same contract. */
 export const engines: EngineKind[] = ["redis", "embedded"]
 
-export type SaleConfig = Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds">
+/** saleShards splits the Redis engine's sales (src/redis/shards.ts); the embedded engine has no such thing. */
+export type SaleConfig = Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds"> & { saleShards?: number }
 
 export const defaults: SaleConfig = { saleItems: 100, userLimit: 3, salePeriodSeconds: 3600, holdSeconds: 60 }
 
 /** The engine's durable rows: PostgreSQL for redis, SQLite for embedded; portable SQL only. */
 type Kept = { query(text: string): Promise<Record<string, any>[]>; drained(): Promise<unknown>; forget(saleIds: number[]): Promise<void>; close(): Promise<void> }
 
-async function redisEngine(config: SaleConfig, now: () => number): Promise<{ engine: Engine; kept: Kept }> {
+/** A Redis Cluster to run the Redis engine on instead of the suite's one Redis (support/services.ts startRedisCluster). */
+export type OnCluster = { nodes: { url: string }[]; flush(): Promise<void> }
+
+async function redisEngine(config: SaleConfig, now: () => number, cluster?: OnCluster): Promise<{ engine: Engine; kept: Kept }> {
   const env = await isolated()
-  const ledgerRedis = new Redis(env.redisUrl)
+  let redis: RedisClient = env.redis
+  let ledgerRedis: RedisClient = new Redis(env.redisUrl)
+  if (cluster) {
+    // Each harness gets an empty cluster: no keys of an earlier test's sales.
+    await cluster.flush()
+    ledgerRedis.disconnect()
+    const options = { enableOfflineQueue: true, maxRetriesPerRequest: 1, commandTimeout: 5000 }
+    redis = clusterClient(cluster.nodes[0]!.url, { ...options, enableAutoPipelining: true })
+    ledgerRedis = clusterClient(cluster.nodes[0]!.url, options)
+    await Promise.all([redis.connect(), ledgerRedis.connect()])
+  }
   const ledger = createLedgerWriter({ redis: ledgerRedis, sql: env.sql, claimAfterMs: 500, log: () => {} })
-  const engine = createRedisEngine({ redis: env.redis, sql: env.sql, ledger, config, now, log: () => {} })
+  const engine = createRedisEngine({ redis, sql: env.sql, ledger, config, now, log: () => {}, mode: cluster ? "cluster" : "standalone" })
+  await engine.claimShards()
   await engine.prepare()
   ledger.start()
   return {
@@ -43,6 +59,7 @@ async function redisEngine(config: SaleConfig, now: () => number): Promise<{ eng
       async close() {
         await ledger.stop()
         ledgerRedis.disconnect()
+        if (cluster) redis.disconnect()
         await env.close()
       },
     },
@@ -69,14 +86,14 @@ function embeddedEngine(config: SaleConfig, now: () => number, metrics?: EngineM
 }
 
 /** What the app is given besides the engine: its own metrics and catalog, and rate limits (off unless given). */
-export type AppOptions = Partial<Pick<AppDeps, "metrics" | "catalog">> & { limits?: Partial<Limits> }
+export type AppOptions = Partial<Pick<AppDeps, "metrics" | "catalog">> & { limits?: Partial<Limits>; cluster?: OnCluster }
 
 export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis", options: AppOptions = {}) {
   const full = { ...defaults, ...config }
   const period = full.salePeriodSeconds * 1000
   // A sale in the future far enough that real time never reaches it, 1 s after it starts.
   const clock = { now: 1_900_000_000_000 - (1_900_000_000_000 % period) + 1000 }
-  const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now) : embeddedEngine(full, () => clock.now, options.metrics)
+  const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now, options.cluster) : embeddedEngine(full, () => clock.now, options.metrics)
   const app = createApp({ engine, config: { ...full, ...options.limits }, log: () => {}, metrics: options.metrics, catalog: options.catalog })
 
   const call = async (method: string, path: string) => {
