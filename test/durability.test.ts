@@ -7,7 +7,8 @@ import { expect, test } from "bun:test"
 import postgres from "postgres"
 import { writeRecords } from "../src/postgres/store"
 import type { PurchaseRecord } from "../src/sale/records"
-import { saleRegistryKey } from "../src/redis/keys"
+import Redis from "ioredis"
+import { partsOf, saleKeys, saleRegistryKey } from "../src/redis/keys"
 import { harness } from "./support/harness"
 import { request } from "./support/process"
 import { isolated, scalar, startPostgres, startRedis, until } from "./support/services"
@@ -39,39 +40,83 @@ test("PostgreSQL refuses a second sale of an item: the purchase is not a sale, a
   ])
 })
 
-test("Redis restarted empty twice under load on two instances: every answered hold and sale survives, no item sells twice", async () => {
+for (const shards of [1, 6]) {
+  const split = shards === 1 ? "" : ", sales split into 6 shards"
+  test(`Redis restarted empty twice under load on two instances${split}: every answered hold and sale survives, no item sells twice`, async () => {
+    const redis = await startRedis()
+    cleanups.push(() => redis.stop())
+    const env = await isolated({ redisUrl: redis.url })
+    cleanups.push(() => env.close())
+    // A generous commit wait: PostgreSQL is up throughout, so every success must be committed before it is answered.
+    const config = { REDIS_URL: redis.url, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "3000", USER_LIMIT: "100000", HOLD_SECONDS: "600", COMMIT_WAIT_MS: "2000", SALE_SHARDS: String(shards), ...oneSale }
+    const servers = [await server(config), await server(config)]
+    const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
+    let turn = 0
+    const load = shoppers(() => servers[turn++ % 2]!.base, 3000, log)
+    const running = load.run(32)
+    for (const round of [1, 2]) {
+      const before = log.purchases.filter((p) => p.status === 200).length
+      await until(`sales before restart ${round}`, () => log.purchases.filter((p) => p.status === 200).length > before + 150)
+      await redis.kill()
+      await redis.start()
+    }
+    const after = log.purchases.filter((p) => p.status === 200).length
+    await until("sales after the restarts", () => log.purchases.filter((p) => p.status === 200).length > after + 150)
+    load.stop()
+    await running
+    await drainedHealth(servers[0]!.base)
+
+    const sold = log.purchases.filter((p) => p.status === 200)
+    const soldItems = sold.map((p) => p.body.item.id)
+    expect(new Set(soldItems).size).toBe(soldItems.length)
+    const kept = new Map((await env.sql`select item_id, user_id from purchases`).map((r) => [Number(r.item_id), r.user_id]))
+    expect(sold.filter((p) => kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
+    // Every hold answered and not bought is still live, so it still buys.
+    const unbought = new Set(log.checkouts.filter((c) => c.status === 200 && !kept.has(c.body.item.id)).map((c) => c.body.code as string))
+    for (const code of unbought) expect({ code, status: (await request(servers[0]!.base, "POST", `/purchase?code=${code}`)).status }).toEqual({ code, status: 200 })
+    await drainedHealth(servers[0]!.base)
+    const status = (await request(servers[1]!.base, "GET", "/status")).body
+    expect(status.items_sold).toBe(await scalar(env.sql`select count(*)::int as n from purchases`))
+  }, 90_000)
+}
+
+test("one shard of a split sale lost under load (a failover that lost its writes): it is rebuilt from PostgreSQL and the other shards, nothing answered is lost, no item sells twice, no user goes over the limit", async () => {
   const redis = await startRedis()
   cleanups.push(() => redis.stop())
   const env = await isolated({ redisUrl: redis.url })
   cleanups.push(() => env.close())
-  // A generous commit wait: PostgreSQL is up throughout, so every success must be committed before it is answered.
-  const config = { REDIS_URL: redis.url, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "3000", USER_LIMIT: "100000", HOLD_SECONDS: "600", COMMIT_WAIT_MS: "2000", ...oneSale }
+  const config = { REDIS_URL: redis.url, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "3000", USER_LIMIT: "6", HOLD_SECONDS: "600", COMMIT_WAIT_MS: "2000", SALE_SHARDS: "6", ...oneSale }
   const servers = [await server(config), await server(config)]
   const log = { checkouts: [] as Result[], purchases: [] as Result[], failed: 0 }
   let turn = 0
   const load = shoppers(() => servers[turn++ % 2]!.base, 3000, log)
-  const running = load.run(32)
-  for (const round of [1, 2]) {
-    const before = log.purchases.filter((p) => p.status === 200).length
-    await until(`sales before restart ${round}`, () => log.purchases.filter((p) => p.status === 200).length > before + 150)
-    await redis.kill()
-    await redis.start()
-  }
-  const after = log.purchases.filter((p) => p.status === 200).length
-  await until("sales after the restarts", () => log.purchases.filter((p) => p.status === 200).length > after + 150)
+  // 64 users of at most 6 each: by the end most of them are at the limit, so it is tested across the loss.
+  const running = load.run(64)
+  const sold = () => log.purchases.filter((p) => p.status === 200).length
+  await until("sales before the loss", () => sold() > 150)
+  const saleId = (await request(servers[0]!.base, "GET", "/status")).body.sale_id
+  const client = new Redis(redis.url)
+  // Shard 2's keys vanish, as on a master that failed over before its replica had them; its journal goes too.
+  await client.del(...saleKeys(partsOf(saleId, 6)[2]!))
+  client.disconnect()
+  const before = sold()
+  await until("sales after the loss", () => sold() > before + 150)
   load.stop()
   await running
   await drainedHealth(servers[0]!.base)
 
-  const sold = log.purchases.filter((p) => p.status === 200)
-  const soldItems = sold.map((p) => p.body.item.id)
+  const soldItems = log.purchases.filter((p) => p.status === 200).map((p) => p.body.item.id)
   expect(new Set(soldItems).size).toBe(soldItems.length)
   const kept = new Map((await env.sql`select item_id, user_id from purchases`).map((r) => [Number(r.item_id), r.user_id]))
-  expect(sold.filter((p) => kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
-  // Every hold answered and not bought is still live, so it still buys.
-  const unbought = new Set(log.checkouts.filter((c) => c.status === 200 && !kept.has(c.body.item.id)).map((c) => c.body.code as string))
-  for (const code of unbought) expect({ code, status: (await request(servers[0]!.base, "POST", `/purchase?code=${code}`)).status }).toEqual({ code, status: 200 })
-  await drainedHealth(servers[0]!.base)
+  expect(log.purchases.filter((p) => p.status === 200 && kept.get(p.body.item.id) !== p.body.user_id)).toEqual([])
+  // Every user's purchases plus the holds still live stay within USER_LIMIT.
+  const counted = await env.sql`select user_id, count(*)::int as n from (
+      select user_id from purchases
+      union all select user_id from checkout_attempts a where outcome = 'reserved' and expires_at > now() and not exists (select 1 from purchases p where p.code = a.code)
+    ) t group by user_id order by n desc limit 1`
+  expect(counted[0]!.n).toBe(6)
+  expect(log.checkouts.some((c) => c.body.error === "user_limit")).toBe(true)
+  expect(log.purchases.filter((p) => p.status >= 500 && p.status !== 503)).toEqual([])
   const status = (await request(servers[1]!.base, "GET", "/status")).body
   expect(status.items_sold).toBe(await scalar(env.sql`select count(*)::int as n from purchases`))
 }, 90_000)

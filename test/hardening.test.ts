@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { rawRequest, request, startServer, type ServerProcess } from "./support/process"
+import { exitOf, rawRequest, request, startServer, type ServerProcess } from "./support/process"
 import { freePort, isolated, sharedServices, startRedis, until } from "./support/services"
 
 const main = join(import.meta.dir, "..", "src", "main.ts")
@@ -23,14 +23,6 @@ afterAll(() => {
 
 const embedded = (dir: string, env: Record<string, string> = {}) => ({ REDIS_URL: "", DATABASE_URL: "", DATA_DIR: dir, SALE_PERIOD_SECONDS: "31536000", ...env })
 
-/** Runs the server until it exits on its own (within 20 s), for settings it must refuse. */
-async function exitOf(env: Record<string, string>): Promise<{ code: number; output: string }> {
-  const proc = Bun.spawn(["bun", main], { env: { ...process.env, PORT: "0", ...env }, stdout: "pipe", stderr: "pipe" })
-  const timer = setTimeout(() => proc.kill(9), 20_000)
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
-  clearTimeout(timer)
-  return { code, output: out + err }
-}
 
 describe("no secret is printed or served", () => {
   // Every character a URL parser may trip on: @ and : in the userinfo, / ? # & = and a percent sign.

@@ -276,3 +276,93 @@ describe("init_sale.lua", () => {
     expect(await init(t0 - period, sale, "empty")).toBe(1)
   })
 })
+
+describe("a sale split into shards (shard_*.lua)", () => {
+  // Two shards: shard 0 holds items 1 and 3, shard 1 item 2; both users are counted on shard 1.
+  const [item0, user1] = [saleKeys(`${sale}:0`), saleKeys(`${sale}:1`)]
+  const initShard = (k: number, users: (string | number)[] = [0]) => scripts.initSale(saleKeys(`${sale}:${k}`), [t0, sale, period, "rebuild-shard", 0, 0, 0, 0, 0, 0, ...users])
+  /** Step 1 of one checkout: [status, code, expiry], or the whole reply when the call decided nothing. */
+  const take = (user: string, item: number, code: string, flags = "", at = t0, keys = item0, shard = 0) =>
+    scripts.shardHold(keys, [at, sale, period, items, hold, 2, shard, item, user, code, flags]).then((r) => (r[0] === 0 ? [r[3], r[4], r[5]] : r))
+  /** Step 2: [status, codes to ask about]. */
+  const slot = (user: string, code: string, at = t0, flags = "") => scripts.shardSlot(user1, ["", sale, period, limit, user, code, at + hold, at, flags]).then((r) => (r[0] === 0 ? [r[1], r[2]] : r))
+  /** Step 3 on shard 0: the request's status. */
+  const settle = (item: number, user: string, code: string, verdict: number, at = t0) => scripts.shardSettle(item0, [at, sale, period, item, user, code, verdict]).then((r) => (r[0] === 0 ? r[2] : r[0]))
+  beforeEach(async () => {
+    await initShard(0)
+    await initShard(1)
+  })
+
+  test("a free item is held tentatively: not yet held for anyone's purchase, refused to others, and in flight for its own user", async () => {
+    expect(await take("ann", 1, `${sale}.A-ann-1`)).toEqual([2, `${sale}.A-ann-1`, t0 + hold])
+    expect((await scripts.purchase(item0, [t0, sale, period, hold, `${sale}.A-ann-1`]))[3]).toBe(-6)
+    expect(await take("bob", 1, `${sale}.A-bob-1`)).toEqual([-4, "", 0])
+    expect(await take("ann", 1, `${sale}.A-ann-2`)).toEqual([-13, `${sale}.A-ann-1`, 0])
+    expect(await take("ann", 1, `${sale}.A-ann-2`, "w")).toEqual([-4, "", 0])
+  })
+
+  test("slot then settle makes it a hold, bought once; a refused slot sends the item back to stock", async () => {
+    await take("ann", 1, "c1")
+    expect(await slot("ann", "c1")).toEqual([0, ""])
+    expect(await settle(1, "ann", "c1", 0)).toBe(0)
+    expect((await scripts.purchase(item0, [t0, sale, period, hold, "c1"])).slice(3)).toEqual([0, 1, "ann"])
+    await take("ann", 3, "c3")
+    expect(await slot("ann", "c3")).toEqual([0, ""])
+    await take("ann", 2, "c2", "", t0, user1, 1)
+    expect(await slot("ann", "c2")).toEqual([-5, ""])
+    expect(await scripts.shardSettle(user1, [t0, sale, period, 2, "ann", "c2", -5]).then((r) => r[2])).toBe(-5)
+    expect(await take("bob", 2, "c2b", "", t0, user1, 1)).toEqual([2, "c2b", t0 + hold])
+  })
+
+  test("a crash after the slot was taken: the user is refused until the hold's expiry, then the item shard is asked and the slot freed", async () => {
+    await take("ann", 1, "c1")
+    expect(await slot("ann", "c1")).toEqual([0, ""])
+    await take("ann", 3, "c3")
+    expect(await slot("ann", "c3")).toEqual([0, ""])
+    // Neither hold was settled (the server died): both stay tentative, both slots taken.
+    const later = t0 + hold
+    expect(await slot("ann", "c-next", later - 1)).toEqual([-5, ""])
+    expect(await slot("ann", "c-next", later)).toEqual([-14, "c1,c3"])
+    expect((await scripts.shardVerify(item0, [later, sale, period, "c1", "c3"])).slice(1)).toEqual(["r", "r"])
+    expect(await scripts.shardUnslot(user1, ["", sale, period, "ann", "c1", "r", "ann", "c3", "r"])).toBe(2)
+    expect(await slot("ann", "c-next", later)).toEqual([0, ""])
+    // The items went back to stock with the expiry.
+    expect(await take("bob", 1, "b1", "", later)).toEqual([2, "b1", later + hold])
+  })
+
+  test("a bought hold past its expiry stays counted: the item shard says bought, and the user is refused", async () => {
+    for (const [item, code] of [[1, "c1"], [3, "c3"]] as const) {
+      await take("ann", item, code)
+      await slot("ann", code)
+      await settle(item, "ann", code, 0)
+    }
+    await scripts.purchase(item0, [t0, sale, period, hold, "c1"])
+    const later = t0 + hold
+    expect(await slot("ann", "c-next", later)).toEqual([-14, "c1,c3"])
+    expect((await scripts.shardVerify(item0, [later, sale, period, "c1", "c3"])).slice(1)).toEqual(["p", "r"])
+    await scripts.shardUnslot(user1, ["", sale, period, "ann", "c1", "p", "ann", "c3", "r"])
+    await slot("ann", "c-next", later)
+    expect(await slot("ann", "c-after", later, "x")).toEqual([-5, ""])
+  })
+
+  test("a sold-out shard asks for the others; with them it answers sold_out, without item_sold", async () => {
+    for (const [item, code] of [[1, "c1"], [3, "c3"]] as const) {
+      await take(`u${item}`, item, code)
+      await settle(item, `u${item}`, code, 0)
+      await scripts.purchase(item0, [t0, sale, period, hold, code])
+    }
+    expect(await take("bob", 1, "x")).toEqual([-12, "", 0])
+    expect(await take("bob", 1, "x", "f")).toEqual([-2, "", 0])
+    expect(await take("bob", 1, "x", "n")).toEqual([-3, "", 0])
+  })
+
+  test("a slot already listed (the shard was rebuilt while the hold was tentative) is decided again, against the others", async () => {
+    await redis.del(user1[4]!)
+    await initShard(1, [1, "ann", `2|c1:${t0 + hold}|c3:${t0 + hold}`])
+    expect(await slot("ann", "c3")).toEqual([0, ""])
+    await redis.del(user1[4]!)
+    await initShard(1, [1, "ann", `3|c1:${t0 + hold}|c3:${t0 + hold}|c4:${t0 + hold}`])
+    expect(await slot("ann", "c4")).toEqual([-5, ""])
+    expect(await redis.hget(user1[2]!, "ann")).toBe(`2|c1:${t0 + hold}|c3:${t0 + hold}`)
+  })
+})

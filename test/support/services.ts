@@ -195,6 +195,10 @@ export async function scalar(rows: Promise<readonly Record<string, unknown>[]>):
 export type RedisCluster = {
   nodes: { url: string; port: number }[]
   flush(): Promise<void>
+  /** The port of the master that owns this key's slot now. */
+  masterOf(key: string): Promise<number>
+  /** The ports of the masters that have a replica still running, which would take over if they died. */
+  mastersWithReplica(): Promise<number[]>
   /** kill -9 of the master that owns this key's slot; resolves once its replica has taken over. */
   killMasterOf(key: string): Promise<number>
   /** Migrates this key's slot, with its keys, to another master, as `redis-cli --cluster reshard` does for each slot. */
@@ -250,6 +254,23 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       client.disconnect()
     }
   }
+  const masterOf = async (key: string) => {
+    const alive = ports.filter((_, i) => procs[i]!.exitCode === null && !procs[i]!.killed)
+    const probe = new Redis(alive[0]!, "127.0.0.1", { maxRetriesPerRequest: 0 })
+    const slot = Number(await probe.cluster("KEYSLOT", key))
+    const slots = (await probe.cluster("SLOTS")) as unknown as [number, number, [string, number]][]
+    probe.disconnect()
+    return slots.find(([from, to]) => slot >= from && slot <= to)![2][1]
+  }
+  const mastersWithReplica = async () => {
+    const alive = ports.filter((_, i) => procs[i]!.exitCode === null && !procs[i]!.killed)
+    const probe = new Redis(alive[0]!, "127.0.0.1", { maxRetriesPerRequest: 0 })
+    const nodes = String(await probe.cluster("NODES")).trim().split("\n").map((line) => line.split(" "))
+    probe.disconnect()
+    const up = (n: string[]) => !n[2]!.includes("fail")
+    const masters = nodes.filter((n) => n[2]!.includes("master") && up(n))
+    return masters.filter((m) => nodes.some((n) => n[2]!.includes("slave") && n[3] === m[0] && up(n))).map((m) => Number(m[1]!.split("@")[0]!.split(":")[1]))
+  }
   const killMasterOf = async (key: string) => {
     const alive = ports.filter((_, i) => procs[i]!.exitCode === null && !procs[i]!.killed)
     const probe = new Redis(alive[0]!, "127.0.0.1", { maxRetriesPerRequest: 0 })
@@ -287,5 +308,5 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     src.disconnect()
     dst.disconnect()
   }
-  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, killMasterOf, migrateSlotOf, stop }
+  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, masterOf, mastersWithReplica, killMasterOf, migrateSlotOf, stop }
 }
