@@ -4,6 +4,10 @@
  * against PostgreSQL and Redis. Prints a table, writes JSON to bench/results/, exits 1 on any violation.
  *
  *   bun run bench [--binary path/to/flashsale (another build, to compare)] [--engine redis|embedded|both] [--scenario flood,sellout] [--duration 10] [--connections 64] [--instances 2] [--soak 60]
+ *                 [--shards 6 (SALE_SHARDS)] [--redis cluster (3 masters, 3 replicas, instead of one redis-server)]
+ *
+ * With the Redis engine every scenario also reports, per Redis master, its share of the script calls and
+ * its CPU per request (INFO commandstats and /proc of each master).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { Database } from "bun:sqlite"
@@ -11,22 +15,23 @@ import { join } from "node:path"
 import { tmpdir } from "node:os"
 import Redis from "ioredis"
 import postgres from "postgres"
-import { startPostgres, startRedis, until, type PostgresServer, type RedisServer } from "../test/support/services"
+import { startPostgres, startRedis, startRedisCluster, until, type PostgresServer } from "../test/support/services"
+import { clusterClient, type RedisClient } from "../src/redis/connect"
 import { startServer, type ServerProcess } from "../test/support/process"
 import { saleRegistryKey, statsKey, usersKey } from "../src/redis/keys"
 import { journalBacklog } from "../src/redis/journal"
 import { options as configOptions } from "../src/config"
-import { cpuMeter } from "./cpu"
+import { cpuMeter, cpuSeconds } from "./cpu"
 
 const root = join(import.meta.dir, "..")
 const wrkDir = join(import.meta.dir, "wrk")
 
 type EngineKind = "redis" | "embedded"
-type Options = { binary?: string; engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number }
-const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "mixed", "soak", "instances"]
+type Options = { binary?: string; engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number; shards: number; redis: "single" | "cluster" }
+const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "refusals", "mixed", "soak", "instances"]
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { engines: ["redis", "embedded"], scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10 }
+  const options: Options = { engines: ["redis", "embedded"], scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10, shards: 1, redis: "single" }
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split("=", 2)
     const value = inline ?? argv[++i]
@@ -34,13 +39,16 @@ function parseArgs(argv: string[]): Options {
     if (flag === "--engine") {
       if (!["redis", "embedded", "both"].includes(value)) throw new Error(`--engine takes redis, embedded or both, got ${value}`)
       options.engines = value === "both" ? ["redis", "embedded"] : [value as EngineKind]
+    } else if (flag === "--redis") {
+      if (!["single", "cluster"].includes(value)) throw new Error(`--redis takes single or cluster, got ${value}`)
+      options.redis = value as "single" | "cluster"
     } else if (flag === "--binary") {
       options.binary = value
     } else if (flag === "--scenario") {
       options.scenarios = value.split(",")
       const unknown = options.scenarios.filter((s) => !scenarioNames.includes(s))
       if (unknown.length) throw new Error(`unknown scenario ${unknown.join(", ")}; known: ${scenarioNames.join(", ")}`)
-    } else if (["--duration", "--connections", "--instances", "--soak", "--threads"].includes(flag!)) {
+    } else if (["--duration", "--connections", "--instances", "--soak", "--threads", "--shards"].includes(flag!)) {
       const n = Number(value)
       if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} takes a whole number, got ${value}`)
       options[flag!.slice(2) as "duration"] = n
@@ -111,11 +119,10 @@ async function main() {
   }
   if (!Bun.which("wrk")) throw new Error("wrk is not installed: apt-get install wrk")
 
-  const redisServer = await startRedis()
   const pgServer = await startPostgres()
-  const redis = new Redis(redisServer.url)
   const admin = postgres(pgServer.url, { max: 1, onnotice: () => {} })
-  const cleanup: (() => Promise<unknown>)[] = [() => pgServer.stop(), () => redisServer.stop(), async () => redis.disconnect(), () => admin.end()]
+  const cleanup: (() => Promise<unknown>)[] = [() => pgServer.stop(), () => admin.end()]
+  const redisTarget = await startRedisTarget(options.redis, cleanup)
 
   try {
     const hello = await startServer({}, ["bun", join(import.meta.dir, "hello.ts")])
@@ -130,7 +137,7 @@ async function main() {
     for (const engine of options.engines) {
       for (const scenario of options.scenarios) {
         if (engine === "embedded" && scenario === "instances") continue // one process owns the SQLite file
-        const backend = engine === "redis" ? await redisBackend(scenario, options, redisServer, pgServer, redis, admin) : embeddedBackend(options)
+        const backend = engine === "redis" ? await redisBackend(scenario, redisTarget, pgServer, admin) : embeddedBackend(options)
         const result = await runScenario(scenario, options, binary, backend).finally(() => backend.close())
         const ratio = result.wrk.rps / baseline.rps
         const cpuRatio = result.cpu_us.total! / baselineCpu.total!
@@ -166,32 +173,68 @@ type Backend = {
   query(text: string): Promise<Record<string, any>[]>
   /** Decisions not yet in the durable store. */
   backlog(): Promise<number>
+  /** Per Redis master: script calls and CPU seconds so far. */
+  masters?(): Promise<{ port: number; calls: number; cpu: number }[]>
   /** Redis's own view of the sale, where there is one. */
   live?(): Promise<{ sold: number; heldPerUser: number }>
   close(): Promise<void>
 }
 
-async function redisBackend(scenario: string, options: Options, redisServer: RedisServer, pgServer: PostgresServer, redis: Redis, admin: postgres.Sql): Promise<Backend> {
-  const redisUrl = redisServer.url
-  const pgUrl = pgServer.url
-  await redis.flushall()
+/** One redis-server, or a cluster of 3 masters and 3 replicas; `masters` are the nodes that decide. */
+type RedisTarget = { url: string; client: RedisClient; pids: number[]; masters: { port: number; pid: number }[]; flush(): Promise<void> }
+
+async function startRedisTarget(kind: "single" | "cluster", cleanup: (() => Promise<unknown>)[]): Promise<RedisTarget> {
+  if (kind === "single") {
+    const server = await startRedis()
+    const client = new Redis(server.url)
+    cleanup.push(() => server.stop(), async () => client.disconnect())
+    const port = Number(new URL(server.url).port)
+    return { url: `${server.url}/0`, client, pids: [server.pid()!], masters: [{ port, pid: server.pid()! }], flush: () => client.flushall().then(() => {}) }
+  }
+  const cluster = await startRedisCluster()
+  const client = clusterClient(cluster.nodes[0]!.url, { enableOfflineQueue: true, maxRetriesPerRequest: 1, commandTimeout: 5000 })
+  await client.connect()
+  cleanup.push(() => cluster.stop(), async () => client.disconnect())
+  // redis-cli --cluster create made the first three nodes the masters.
+  return { url: cluster.nodes[0]!.url, client, pids: cluster.nodes.map((n) => n.pid), masters: cluster.nodes.slice(0, 3), flush: () => cluster.flush() }
+}
+
+/** Script calls each master has run so far (INFO commandstats), with its CPU seconds. */
+async function masterCounters(masters: RedisTarget["masters"]): Promise<{ port: number; calls: number; cpu: number }[]> {
+  return Promise.all(
+    masters.map(async ({ port, pid }) => {
+      const node = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 0 })
+      const info = await node.info("commandstats")
+      node.disconnect()
+      const calls = [...info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0)
+      return { port, calls, cpu: cpuSeconds([pid]) }
+    }),
+  )
+}
+
+async function redisBackend(scenario: string, target: RedisTarget, pgServer: PostgresServer, admin: postgres.Sql): Promise<Backend> {
+  const redis = target.client
+  await target.flush()
   const db = `bench_${scenario}_${Date.now()}`
   await admin.unsafe(`create database ${db}`)
-  const databaseUrl = pgUrl.replace(/\/postgres$/, `/${db}`)
+  const databaseUrl = pgServer.url.replace(/\/postgres$/, `/${db}`)
   const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} })
   return {
-    env: { REDIS_URL: `${redisUrl}/0`, DATABASE_URL: databaseUrl },
-    services: { redis: [redisServer.pid()!], postgres: [pgServer.pid()!] },
+    env: { REDIS_URL: target.url, DATABASE_URL: databaseUrl },
+    services: { redis: target.pids, postgres: [pgServer.pid()!] },
+    masters: () => masterCounters(target.masters),
     query: (text) => sql.unsafe(text) as Promise<Record<string, any>[]>,
     backlog: async () => (await journalBacklog(redis)).entries,
     async live() {
       let sold = 0
-      let heldPerUser = 0
-      for (const sale of (await redis.smembers(saleRegistryKey)).map(Number)) {
-        sold += Number((await redis.hget(statsKey(sale), "sold")) ?? 0)
-        for (const n of await redis.hvals(usersKey(sale))) heldPerUser = Math.max(heldPerUser, Number(n))
+      const perUser = new Map<string, number>()
+      // The registry names every part of every sale: a whole sale, or one shard of a split one.
+      for (const part of await redis.smembers(saleRegistryKey)) {
+        sold += Number((await redis.hget(statsKey(part), "sold")) ?? 0)
+        const sale = part.split(":")[0]
+        for (const [user, value] of Object.entries(await redis.hgetall(usersKey(part)))) perUser.set(`${sale}/${user}`, parseInt(value, 10))
       }
-      return { sold, heldPerUser }
+      return { sold, heldPerUser: Math.max(0, ...perUser.values()) }
     },
     close: () => sql.end(),
   }
@@ -218,7 +261,7 @@ function embeddedBackend(options: Options): Backend {
 async function runScenario(scenario: string, options: Options, binary: string, backend: Backend): Promise<ScenarioResult> {
   // Admission control as shipped (startServer turns it off for the tests' robots): the bench's shoppers are fresh users.
   const admission = Object.fromEntries(configOptions.filter((o) => o.env.startsWith("RATE_LIMIT_")).map((o) => [o.env, process.env[o.env] ?? o.default]))
-  const env = { ...backend.env, ...admission, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300" }
+  const env = { ...backend.env, ...admission, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300", SALE_SHARDS: String(options.shards) }
   const servers: ServerProcess[] = []
   const instances = scenario === "instances" ? options.instances : 1
   for (let i = 0; i < instances; i++) servers.push(await startServer(env, [binary], tmpdir()))
@@ -227,15 +270,25 @@ async function runScenario(scenario: string, options: Options, binary: string, b
   let result: WrkResult
   const meter = () => cpuMeter({ server: servers.map((s) => s.proc.pid), ...backend.services })
   let cpu = meter()
+  let mastersBefore = await backend.masters?.()
   try {
     if (scenario === "purchase_storm") {
       const codes = await holdAll(servers[0]!.base, options.items)
       cpu = meter()
+      mastersBefore = await backend.masters?.()
       const file = join(tmpdir(), `storm-${Date.now()}.codes`)
       writeFileSync(file, codes.join("\n") + "\n")
       extra.codes = codes.length
       result = await wrk("purchase_storm.lua", servers[0]!.base, options.duration, options.connections, options.threads, { ...wrkEnv, CODES_FILE: file })
       // The holds made for the storm are checkouts too: every one was sent and answered.
+      result.sent.checkout = (result.sent.checkout ?? 0) + options.items
+      result.counts["checkout:setup"] = options.items
+    } else if (scenario === "refusals") {
+      // Every item held first, so that the flood is refusals only: the cost of the busy sale's common case.
+      extra.codes = (await holdAll(servers[0]!.base, options.items)).length
+      cpu = meter()
+      mastersBefore = await backend.masters?.()
+      result = await wrk("flood.lua", servers[0]!.base, options.duration, options.connections, options.threads, wrkEnv)
       result.sent.checkout = (result.sent.checkout ?? 0) + options.items
       result.counts["checkout:setup"] = options.items
     } else if (scenario === "soak") {
@@ -265,6 +318,17 @@ async function runScenario(scenario: string, options: Options, binary: string, b
     await until("the ledger backlog to drain", async () => (await backend.backlog()) === 0, 120_000)
     const drain_ms = Math.round(performance.now() - stopped)
     const cpu_us = cpu(result.requests)
+    if (mastersBefore) {
+      const after = await backend.masters!()
+      const calls = after.map((m, i) => m.calls - mastersBefore![i]!.calls)
+      const total = calls.reduce((a, n) => a + n, 0)
+      extra.script_calls_per_request = Math.round((total / Math.max(1, result.requests)) * 1000) / 1000
+      extra.masters = after.map((m, i) => ({
+        port: m.port,
+        call_share: Math.round((calls[i]! / Math.max(1, total)) * 1000) / 1000,
+        cpu_us_per_request: Math.round((((m.cpu - mastersBefore![i]!.cpu) * 1e6) / Math.max(1, result.requests)) * 10) / 10,
+      }))
+    }
     const violations = await verify(scenario, options, result, backend, extra)
     return { wrk: result, cpu_us, violations, drain_ms, extra }
   } finally {
@@ -336,6 +400,8 @@ function printTable(baseline: WrkResult, baselineCpu: Record<string, number>, ro
     const answered = Object.entries(counts).filter(([k]) => k !== "checkout:setup").reduce((a, [, v]) => a + v, 0)
     const notes: string[] = []
     if (r.extra.sellout_seconds !== undefined) notes.push(`10,000 sold in ${r.extra.sellout_seconds} s (${r.extra.purchases_per_second} purchases/s)`)
+    if (r.extra.masters && r.extra.masters.length > 1) notes.push(`per master: calls ${r.extra.masters.map((m: any) => `${Math.round(m.call_share * 100)}%`).join("/")}, CPU us/req ${r.extra.masters.map((m: any) => m.cpu_us_per_request).join("/")}`)
+    if (r.extra.script_calls_per_request !== undefined) notes.push(`${r.extra.script_calls_per_request} script calls/req`)
     if (r.extra.rss_mb) notes.push(`RSS MB first/10s/last/max ${r.extra.rss_mb.first}/${r.extra.rss_mb.at_10s}/${r.extra.rss_mb.last}/${r.extra.rss_mb.max}, backlog max ${r.extra.backlog_max}`)
     const c = r.cpu_us as Record<string, number>
     const parts = [c.server, c.redis, c.postgres].filter((v) => v !== undefined).join("+")

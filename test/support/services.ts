@@ -193,7 +193,7 @@ export async function scalar(rows: Promise<readonly Record<string, unknown>[]>):
 }
 
 export type RedisCluster = {
-  nodes: { url: string; port: number }[]
+  nodes: { url: string; port: number; pid: number }[]
   flush(): Promise<void>
   /** The port of the master that owns this key's slot now. */
   masterOf(key: string): Promise<number>
@@ -308,5 +308,5 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     src.disconnect()
     dst.disconnect()
   }
-  return { nodes: ports.map((port) => ({ port, url: `redis://127.0.0.1:${port}` })), flush, masterOf, mastersWithReplica, killMasterOf, migrateSlotOf, stop }
+  return { nodes: ports.map((port, i) => ({ port, pid: procs[i]!.pid, url: `redis://127.0.0.1:${port}` })), flush, masterOf, mastersWithReplica, killMasterOf, migrateSlotOf, stop }
 }
