@@ -159,7 +159,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     const saleId = saleOfCode(code)
     const shard = shards === 1 ? undefined : codeShard(code, shards)
     if (saleId === undefined || (shards > 1 && shard === undefined)) return Promise.resolve({ ok: false, error: "code_not_found" })
-    const part = shard === undefined ? String(saleId) : shardPart(saleId, shard)
+    const part = shard === undefined ? String(saleId) : shardPart(saleId, shard, shards)
     let queue = purchaseQueues.get(part)
     if (!queue) {
       queue = batcher<string, PurchaseResult | Promise<PurchaseResult>>(
@@ -175,7 +175,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   async function status(): Promise<SaleStatus> {
     for (let attempt = 0; ; attempt++) {
       const replies = await Promise.all(
-        Array.from({ length: shards }, (_, k) => decide("status", (saleId) => (shards === 1 ? String(saleId) : shardPart(saleId, k)), (saleId) => [sale.nowArg(), saleId, periodMs])),
+        Array.from({ length: shards }, (_, k) => decide("status", (saleId) => (shards === 1 ? String(saleId) : shardPart(saleId, k, shards)), (saleId) => [sale.nowArg(), saleId, periodMs])),
       )
       const saleId = replies[0]![0]
       // Across a sale boundary the parts may answer for different sales: ask again.

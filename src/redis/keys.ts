@@ -1,16 +1,50 @@
 /**
  * Every Redis key the server uses. A sale's keys share one hash tag, so that one script call touches one
- * slot: {sale:S} for the whole sale when SALE_SHARDS is 1, or, with SALE_SHARDS=N > 1, N tags
- * {sale:S:0} .. {sale:S:N-1} ("shards"), each holding the same six keys for its part of the sale (see
- * redis/shards.ts for what each part holds). A "part" names one tag: "S" or "S:k", as the registry keeps it.
+ * slot: {sale:S} for the whole sale when SALE_SHARDS is 1, or, with SALE_SHARDS=N > 1, one tag per
+ * shard k, {sale:S:k} or {sale:S:k:salt}, each holding the same six keys for its part of the sale (see
+ * redis/shards.ts for what each part holds). A "part" is what is inside the braces after "sale:": "S",
+ * "S:k" or "S:k:salt", as the registry keeps it.
+ *
+ * Shard k's tag takes the smallest salt (none first) that puts its slot in the middle half of the k-th
+ * N-th of the 16384 slots. A cluster whose masters own equal runs of slots, as redis-cli --cluster create
+ * makes them, so gets an equal share of every sale's shards when N is a multiple of the masters.
  */
 
 /** Most shards one sale may be split into: a code names its shard in one character (sale/codes.ts). */
 export const maxShards = 64
 
+const clusterSlots = 16384
+
+/** The Redis Cluster hash slot of a hash tag's content: CRC16 (XMODEM) mod 16384. */
+export function slotOf(tag: string): number {
+  let crc = 0
+  for (const byte of new TextEncoder().encode(tag)) {
+    crc ^= byte << 8
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  }
+  return crc % clusterSlots
+}
+
+const partsCache = new Map<string, string[]>()
+
 /** The parts of a sale: the whole sale as one part, or one part per shard. */
 export function partsOf(saleId: number, shards: number): string[] {
-  return shards === 1 ? [String(saleId)] : Array.from({ length: shards }, (_, k) => `${saleId}:${k}`)
+  if (shards === 1) return [String(saleId)]
+  const key = `${saleId}/${shards}`
+  let parts = partsCache.get(key)
+  if (!parts) {
+    const width = clusterSlots / shards
+    parts = Array.from({ length: shards }, (_, k) => {
+      for (let salt = 0; ; salt++) {
+        const part = salt === 0 ? `${saleId}:${k}` : `${saleId}:${k}:${salt}`
+        const slot = slotOf(`sale:${part}`)
+        if (slot >= k * width + width / 4 && slot < (k + 1) * width - width / 4) return part
+      }
+    })
+    if (partsCache.size > 64) partsCache.clear()
+    partsCache.set(key, parts)
+  }
+  return parts
 }
 
 export const saleOfPart = (part: string) => Number(part.split(":")[0])

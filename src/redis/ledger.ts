@@ -18,7 +18,7 @@ import { ping, writeRecords } from "../postgres/store"
 import { metrics as processMetrics, type EngineMetrics } from "../metrics"
 import type { DecisionRecord } from "../sale/records"
 import { journalBacklog, recordsOf, type Backlog, type StreamEntry } from "./journal"
-import { drainLockKey, logKey, saleRegistryKey } from "./keys"
+import { drainLockKey, logKey, saleOfPart, saleRegistryKey, shardOfPart } from "./keys"
 
 export type LedgerOptions = {
   redis: RedisClient
@@ -157,7 +157,8 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
       if (!oldest) continue
       if ((await redis.set(drainLockKey(part), lockToken, "PX", 2 * drainEveryMs, "NX")) !== "OK") continue
       const recovered = await drainJournal(part, cutoff)
-      const what = part.includes(":") ? `sale ${part.replace(":", " shard ")}` : `sale ${part}`
+      const shard = shardOfPart(part)
+      const what = shard === undefined ? `sale ${part}` : `sale ${saleOfPart(part)} shard ${shard}`
       if (recovered > 0) log(`ledger: wrote ${recovered} journal entries of ${what} that no running instance had committed`)
     }
   }

@@ -166,7 +166,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     for (const k of lost) {
       const users = new Map<string, string>()
       for (const [user, c] of counts) if (userShard(user, shards) === k) users.set(user, `${c.n}${c.listed}`)
-      const done = await scripts.initSale(saleKeys(`${saleId}:${k}`), initArgs(saleId, "rebuild-shard", items.get(k)!, users))
+      const done = await scripts.initSale(saleKeys(parts(saleId)[k]!), initArgs(saleId, "rebuild-shard", items.get(k)!, users))
       if (done === 1) rebuilt++
     }
     if (rebuilt > 0) {

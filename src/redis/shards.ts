@@ -43,7 +43,7 @@ import type { CheckoutRecord } from "../sale/records"
 import type { RedisClient } from "./connect"
 import { batcher } from "./batcher"
 import { eventId } from "./journal"
-import { saleKeys, statsKey } from "./keys"
+import { partsOf, saleKeys, statsKey } from "./keys"
 import type { LedgerWriter } from "./ledger"
 import type { Lifecycle } from "./lifecycle"
 import { unavailable, type Scripts } from "./scripts"
@@ -71,7 +71,8 @@ export function codeShard(code: string, shards: number): number | undefined {
   return shard >= 0 && shard < shards ? shard : undefined
 }
 
-export const shardPart = (saleId: number, shard: number) => `${saleId}:${shard}`
+/** The part (redis/keys.ts) of shard `shard` of a sale split into `shards`. */
+export const shardPart = (saleId: number, shard: number, shards: number) => partsOf(saleId, shards)[shard]!
 
 /** The replies of the shard scripts that decide nothing yet (see each script's header). */
 const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15, notReady: -11 } as const
@@ -129,13 +130,13 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   /** Step 1 for a batch of checkouts of items on shard k. */
   async function hold(k: number, batch: Wanted[]): Promise<(CheckoutResult | Promise<CheckoutResult>)[]> {
     metrics.batchSize.observe(batch.length, "checkout")
-    const [saleId, reply] = await decide("shardHold", (saleId) => shardPart(saleId, k), (saleId) => {
+    const [saleId, reply] = await decide("shardHold", (saleId) => shardPart(saleId, k, shards), (saleId) => {
       const args: (string | number)[] = [sale.nowArg(), saleId, periodMs, config.saleItems, holdMs, shards, k]
       const known = othersSoldOut(saleId, k) ? "f" : ""
       for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId, k), w.flags + known)
       return args
     })
-    const part = shardPart(saleId, k)
+    const part = shardPart(saleId, k, shards)
     const at = Number(reply[1])
     const entryId = String(reply[2])
     const records: CheckoutRecord[] = []
@@ -172,7 +173,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     const known = soldOutShards(saleId)
     known.add(k)
     const unknown = [...Array(shards).keys()].filter((j) => !known.has(j))
-    const sold = await Promise.all(unknown.map((j) => redis.hget(statsKey(shardPart(saleId, j)), "sold").catch(unavailable)))
+    const sold = await Promise.all(unknown.map((j) => redis.hget(statsKey(shardPart(saleId, j, shards)), "sold").catch(unavailable)))
     unknown.forEach((j, i) => {
       if (sold[i] !== null && Number(sold[i]) >= shardItems(j, shards, config.saleItems)) known.add(j)
     })
@@ -193,7 +194,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   /** Steps 2 and 3 for the tentative holds of one step-1 call: take each user's slot, then settle them together. */
   async function settle(saleId: number, k: number, at: number, tentative: { w: Wanted; code: string; expiresAt: number }[]): Promise<CheckoutResult[]> {
     const verdicts = await Promise.all(tentative.map((t) => takeSlot(saleId, t.w.userId, t.code, t.expiresAt, at)))
-    const part = shardPart(saleId, k)
+    const part = shardPart(saleId, k, shards)
     const args: (string | number)[] = [at, saleId, periodMs]
     tentative.forEach((t, i) => args.push(t.w.itemId, t.w.userId, t.code, verdicts[i]!))
     const reply = await scripts.shardSettle(saleKeys(part), args).catch(unavailable)
@@ -226,7 +227,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
 
   /** Step 2: the user's slot for one tentative hold; 0 taken, -5 user_limit. */
   async function takeSlot(saleId: number, userId: string, code: string, expiresAt: number, at: number): Promise<number> {
-    const part = shardPart(saleId, userShard(userId, shards))
+    const part = shardPart(saleId, userShard(userId, shards), shards)
     let flags = ""
     for (let round = 0; round < maxRounds; round++) {
       const [status, asked] = await slotQueue(saleId, part)({ userId, code, expiresAt, at, flags })
@@ -267,7 +268,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     const verdicts: [string, string, "p" | "r"][] = []
     await Promise.all(
       [...byShard].map(async ([shard, asked]) => {
-        const keys = saleKeys(shardPart(saleId, shard))
+        const keys = saleKeys(shardPart(saleId, shard, shards))
         let reply = await scripts.shardVerify(keys, [sale.nowArg(), saleId, periodMs, ...asked]).catch(unavailable)
         if (Number(reply[0]) === step.notReady) {
           await sale.rebuild(saleId)
@@ -286,7 +287,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     if (holds.length === 0) return
     const byPart = new Map<string, (string | number)[]>()
     for (const [user, code, verdict] of holds) {
-      const part = shardPart(saleId, userShard(user, shards))
+      const part = shardPart(saleId, userShard(user, shards), shards)
       byPart.set(part, [...(byPart.get(part) ?? []), user, code, verdict])
     }
     await Promise.all([...byPart].map(([part, args]) => scripts.shardUnslot(saleKeys(part), ["", saleId, periodMs, ...args]).catch(unavailable)))
