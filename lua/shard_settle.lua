@@ -7,11 +7,13 @@
   KEYS[1..6] the item shard's keys, as listed in prelude.lua
   ARGV[1] now_ms     the time the tentative holds were made at (shard_hold's reply)
   ARGV[2..3] sale_id, period_ms
-  ARGV[4..] one group of four per request: item_id, user_id, code, verdict (0 slot taken, -5 user_limit)
+  ARGV[4..] one group of four per request: item_id, user_id, code, verdict (0 slot taken, -5 user_limit,
+            -16 abandoned: the slot step failed, so the request is answered "try again")
 
   Returns {0, journal_entry_id ('' if nothing was decided), then per request: status}: 0 reserved,
-  -5 user_limit, or -15 lost: the tentative hold is gone (the shard was rebuilt meanwhile), nothing
-  decided; the server frees the slot and decides the request again. {-11}: not initialised.
+  -5 user_limit, -15 lost: the tentative hold is gone (the shard was rebuilt meanwhile), nothing
+  decided; the server frees the slot and decides the request again; -16 abandoned: the tentative hold
+  went back to stock, nothing decided. {-11}: not initialised.
 ]]
 local nowText = ARGV[1]
 local firstRequest = 4
@@ -21,7 +23,13 @@ for i = firstRequest, #ARGV, 4 do
   local item, user, code, verdict = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local expires = string.match(rcall('HGET', codesKey, code) or '', '^t|' .. item .. '|(%d+)|')
   local status = verdict
-  if verdict == 0 and not expires then
+  if verdict == -16 then
+    if expires then
+      rcall('HDEL', codesKey, code)
+      rcall('HDEL', itemsKey, item)
+      rcall('ZREM', expKey, code)
+    end
+  elseif verdict == 0 and not expires then
     status = -15 -- lost
   elseif verdict == 0 then
     rcall('HSET', itemsKey, item, 'h|' .. expires .. '|' .. user .. '|' .. code)

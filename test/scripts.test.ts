@@ -314,6 +314,14 @@ describe("a sale split into shards (shard_*.lua)", () => {
     expect(await take("bob", 2, "c2b", "", t0, user1, 1)).toEqual([2, "c2b", t0 + hold])
   })
 
+  test("a checkout whose slot step failed is abandoned: the item goes back to stock and nothing is journaled", async () => {
+    await take("ann", 1, "c1")
+    const before = await redis.xlen(item0[5]!)
+    expect(await settle(1, "ann", "c1", -16)).toBe(-16)
+    expect(await redis.xlen(item0[5]!)).toBe(before)
+    expect(await take("bob", 1, "b1")).toEqual([2, "b1", t0 + hold])
+  })
+
   test("a crash after the slot was taken: the user is refused until the hold's expiry, then the item shard is asked and the slot freed", async () => {
     await take("ann", 1, "c1")
     expect(await slot("ann", "c1")).toEqual([0, ""])

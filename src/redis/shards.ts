@@ -75,7 +75,7 @@ export function codeShard(code: string, shards: number): number | undefined {
 export const shardPart = (saleId: number, shard: number, shards: number) => partsOf(saleId, shards)[shard]!
 
 /** The replies of the shard scripts that decide nothing yet (see each script's header). */
-const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15, notReady: -11 } as const
+const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15, abandoned: -16, notReady: -11 } as const
 
 /** Script calls a request may make before it is answered "try again": the steps, a rebuild, a retry. */
 const maxRounds = 4
@@ -192,8 +192,11 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   }
 
   /** Steps 2 and 3 for the tentative holds of one step-1 call: take each user's slot, then settle them together. */
-  async function settle(saleId: number, k: number, at: number, tentative: { w: Wanted; code: string; expiresAt: number }[]): Promise<CheckoutResult[]> {
-    const verdicts = await Promise.all(tentative.map((t) => takeSlot(saleId, t.w.userId, t.code, t.expiresAt, at)))
+  /** One answer per tentative hold, each settled on its own; the outer promise fails only if the settle call does. */
+  async function settle(saleId: number, k: number, at: number, tentative: { w: Wanted; code: string; expiresAt: number }[]): Promise<Promise<CheckoutResult>[]> {
+    // Each slot on its own: one user's shard failing must not leave the others' holds unsettled.
+    const slots = await Promise.allSettled(tentative.map((t) => takeSlot(saleId, t.w.userId, t.code, t.expiresAt, at)))
+    const verdicts = slots.map((s) => (s.status === "fulfilled" ? s.value : step.abandoned))
     const part = shardPart(saleId, k, shards)
     const args: (string | number)[] = [at, saleId, periodMs]
     tentative.forEach((t, i) => args.push(t.w.itemId, t.w.userId, t.code, verdicts[i]!))
@@ -204,25 +207,29 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     const statuses = tentative.map((_, i) => (lostAll ? step.lost : Number(reply[2 + i])))
     statuses.forEach((status, i) => {
       const t = tentative[i]!
-      if (status === step.lost) return
+      if (status === step.lost || status === step.abandoned) return
       const outcome = checkoutOutcome(status)
       const granted = outcome === "reserved"
       records.push({ kind: "checkout", saleId, eventId: eventId(entryId, records.length, k), userId: t.w.userId, itemId: t.w.itemId, outcome, code: granted ? t.code : null, expiresAt: granted ? t.expiresAt : null, at })
     })
     const kept = records.length > 0 ? ledger.keep(part, entryId, records) : Promise.resolve(undefined)
-    return Promise.all(
-      tentative.map(async (t, i): Promise<CheckoutResult> => {
-        const status = statuses[i]!
-        if (status === step.lost) {
-          // The hold was lost with a rebuilt shard: free its slot and decide the request again.
-          await unslot(saleId, [[t.w.userId, t.code, "r"]])
-          return submit({ ...t.w, round: t.w.round + 1 })
-        }
-        if (status !== 0) return { ok: false, error: "user_limit" }
-        await kept
-        return { ok: true, repeated: false, code: t.code, saleId, itemId: t.w.itemId, expiresAt: t.expiresAt }
-      }),
-    )
+    return tentative.map(async (t, i): Promise<CheckoutResult> => {
+      const status = statuses[i]!
+      const slot = slots[i]!
+      if (slot.status === "rejected") {
+        // Whether the slot was taken is unknown: free it if it was (unslot ignores a hold it does not list).
+        await unslot(saleId, [[t.w.userId, t.code, "r"]]).catch(() => {})
+        throw slot.reason
+      }
+      if (status === step.lost) {
+        // The hold was lost with a rebuilt shard: free its slot and decide the request again.
+        await unslot(saleId, [[t.w.userId, t.code, "r"]])
+        return submit({ ...t.w, round: t.w.round + 1 })
+      }
+      if (status !== 0) return { ok: false, error: "user_limit" }
+      await kept
+      return { ok: true, repeated: false, code: t.code, saleId, itemId: t.w.itemId, expiresAt: t.expiresAt }
+    })
   }
 
   /** Step 2: the user's slot for one tentative hold; 0 taken, -5 user_limit. */
