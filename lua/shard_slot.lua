@@ -44,7 +44,9 @@ for i = firstRequest, #ARGV, 5 do
   end
   local status, asked = 0, ''
   if listed then
-    if n - 1 >= userLimit then
+    if n - 1 >= userLimit and #expired > 0 and flags ~= 'x' then
+      status, asked = -14, table.concat(expired, ',')
+    elseif n - 1 >= userLimit then
       status, n = -5, n - 1
       value = n .. table.concat(kept)
     end

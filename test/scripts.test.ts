@@ -264,6 +264,16 @@ describe("init_sale.lua", () => {
     expect(await purchase(`${sale}.s`)).toEqual([-7])
   })
 
+  test("a store that has an item sold and held, or held twice, rebuilds it sold, or held by the later hold only", async () => {
+    const snapshot = [0, 0, 0, 0, 1, 3, "ann", `${sale}.s`, t0 - 10, 3, 3, "bob", `${sale}.h3`, t0 + 100, 1, "cat", `${sale}.old`, t0 + 1, 1, "dan", `${sale}.new`, t0 + 100]
+    expect(await init(t0, sale, "rebuild", snapshot)).toBe(1)
+    expect(await status()).toEqual([0, t0, 1, 1, 0, 0, 0, 0])
+    expect(await purchase(`${sale}.old`)).toEqual([-6])
+    expect(await purchase(`${sale}.h3`)).toEqual([-6])
+    expect(await purchase(`${sale}.new`)).toEqual([0, 1, "dan", t0])
+    expect(await redis.hget(keys[2]!, "cat")).toBeNull()
+  })
+
   test("does nothing if the sale is already initialised", async () => {
     await init()
     await checkout("ann", 1)
@@ -372,5 +382,12 @@ describe("a sale split into shards (shard_*.lua)", () => {
     await initShard(1, [1, "ann", `3|c1:${t0 + hold}|c3:${t0 + hold}|c4:${t0 + hold}`])
     expect(await slot("ann", "c4")).toEqual([-5, ""])
     expect(await redis.hget(user1[2]!, "ann")).toBe(`2|c1:${t0 + hold}|c3:${t0 + hold}`)
+  })
+
+  test("a listed slot decided again at the limit asks about the user's expired holds before refusing", async () => {
+    await redis.del(user1[4]!)
+    await initShard(1, [1, "ann", `3|c1:${t0 - 1}|c3:${t0 + hold}|c4:${t0 + hold}`])
+    expect(await slot("ann", "c4")).toEqual([-14, "c1"])
+    expect(await slot("ann", "c4", t0, "x")).toEqual([-5, ""])
   })
 })

@@ -179,7 +179,10 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
       )
       const saleId = replies[0]![0]
       // Across a sale boundary the parts may answer for different sales: ask again.
-      if (replies.some(([other]) => other !== saleId) && attempt < attempts) continue
+      if (replies.some(([other]) => other !== saleId)) {
+        if (attempt < attempts) continue
+        throw new UnavailableError("the current sale is changing; try again")
+      }
       const n = replies.map(([, r]) => r.map(Number))
       const sum = (i: number) => n.reduce((total, r) => total + r[i]!, 0)
       return {

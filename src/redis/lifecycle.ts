@@ -28,11 +28,14 @@ export type LifecycleOptions = {
   /** Decide at this time instead of Redis TIME (tests only). */
   now?: () => number
   log: (message: string) => void
-  /** Called once per rebuild that initialised the sale. */
-  onRebuild?: () => void
+  /** Called once per rebuild that initialised the sale (or some of its shards). */
+  onRebuild?: (saleId: number) => void
 }
 
 export type Lifecycle = ReturnType<typeof createLifecycle>
+
+/** A shard's items, read together with whether it is initialised (nil if not): KEYS items, stats. */
+const itemsIfReady = "if redis.call('EXISTS', KEYS[2]) == 0 then return false end return redis.call('HGETALL', KEYS[1])"
 
 /** Beyond the commit wait, for an answer already decided but still on its way out of another instance. */
 const commitWaitMarginMs = 100
@@ -108,7 +111,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
         throw unreachable(saleId, error)
       }
       const done = await scripts.initSale(saleKeys(saleId), initArgs(saleId, "rebuild", snapshot))
-      if (done === 1) onRebuild()
+      if (done === 1) onRebuild(saleId)
       if (done === 1) log(`sale ${saleId}: rebuilt from PostgreSQL (${snapshot.sold.length} sold, ${snapshot.holds.length} live holds)`)
     })().finally(() => rebuilding.delete(saleId))
     rebuilding.set(saleId, started)
@@ -119,11 +122,12 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
    * Rebuilds the lost shards of a split sale (redis/shards.ts). A lost shard's items come from PostgreSQL,
    * as a whole sale's do. Its users' counts come from every item of the sale: from the shards Redis still
    * has (newer than PostgreSQL, and with the tentative holds still being settled, whose slots the lost
-   * shard may have taken) and from PostgreSQL for the lost ones.
+   * shard may have taken) and from PostgreSQL for the lost ones. Which shards are lost is read last, with
+   * their items, in one atomic read per shard: a shard lost or rebuilt while PostgreSQL was read counts
+   * as it is now.
    */
   async function rebuildShards(saleId: number): Promise<void> {
-    const missing = await missingParts(saleId)
-    if (missing.length === 0) return
+    if ((await missingParts(saleId)).length === 0) return
     let snapshot: SaleSnapshot
     let counters: Awaited<ReturnType<typeof loadShardCounters>>
     try {
@@ -133,7 +137,9 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     } catch (error) {
       throw unreachable(saleId, error)
     }
-    const lost = new Set(missing.map((part) => Number(part.split(":")[1])))
+    const states = await Promise.all(parts(saleId).map((part) => redis.eval(itemsIfReady, 2, saleKeys(part)[0]!, statsKey(part)) as Promise<string[] | null>))
+    const lost = new Set(states.flatMap((state, k) => (state === null ? [k] : [])))
+    if (lost.size === 0) return
     const counts = new Map<string, { n: number; listed: string }>()
     const count = (user: string, listed?: string) => {
       const c = counts.get(user) ?? { n: 0, listed: "" }
@@ -154,10 +160,11 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
       items.get(k)!.holds.push(h)
       count(h.userId, `${h.code}:${h.at}`)
     }
-    for (const part of parts(saleId).filter((part) => !missing.includes(part))) {
-      for (const state of Object.values(await redis.hgetall(saleKeys(part)[0]!))) {
-        const sold = /^s\|([^|]+)\|/.exec(state)
-        const held = /^[ht]\|(\d+)\|([^|]+)\|(.+)$/.exec(state)
+    for (const state of states) {
+      // HGETALL's reply: field, value, field, value ...
+      for (let i = 1; state && i < state.length; i += 2) {
+        const sold = /^s\|([^|]+)\|/.exec(state[i]!)
+        const held = /^[ht]\|(\d+)\|([^|]+)\|(.+)$/.exec(state[i]!)
         if (sold) count(sold[1]!)
         else if (held) count(held[2]!, `${held[3]}:${held[1]}`)
       }
@@ -170,7 +177,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
       if (done === 1) rebuilt++
     }
     if (rebuilt > 0) {
-      onRebuild()
+      onRebuild(saleId)
       log(`sale ${saleId}: rebuilt ${rebuilt} of its ${shards} shards from PostgreSQL and the other shards (${snapshot.sold.length} sold, ${snapshot.holds.length} live holds kept)`)
     }
   }
@@ -223,7 +230,8 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
   /** Makes every instance rebuild this sale from PostgreSQL: Redis and the store disagree about it. */
   async function resync(saleId: number): Promise<void> {
     log(`sale ${saleId}: Redis and PostgreSQL disagree; rebuilding it from PostgreSQL`)
-    await redis.del(...parts(saleId).map(statsKey))
+    // One command per part: on a cluster the shards' keys are on different slots.
+    await Promise.all(parts(saleId).map((part) => redis.del(statsKey(part))))
   }
 
   return { nowArg, estimatedNow, currentSale, syncClock, rebuild, resync, prepare, forget, maintain }

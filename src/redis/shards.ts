@@ -79,6 +79,8 @@ const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15,
 
 /** Script calls a request may make before it is answered "try again": the steps, a rebuild, a retry. */
 const maxRounds = 4
+/** How long an instance trusts what it learned about which shards are sold out. */
+const soldOutTrustMs = 1000
 
 type Wanted = { userId: string; itemId: number; flags: string; round: number }
 type Slot = { userId: string; code: string; expiresAt: number; at: number; flags: string }
@@ -99,8 +101,11 @@ export type ShardedCheckoutOptions = {
 
 export function createShardedCheckout(options: ShardedCheckoutOptions): (userId: string, itemId: number) => Promise<CheckoutResult> {
   const { redis, scripts, sale, ledger, metrics, config, shards, periodMs, holdMs, decide } = options
-  /** Per sale, the shards known to be sold out; only the current and the previous sale are kept. */
-  const soldOut = new Map<number, Set<number>>()
+  /**
+   * Per sale, the shards known to be sold out, trusted for a second: a sale gets stock back only when a
+   * rebuild lost uncommitted purchases. Only the current and the previous sale are kept.
+   */
+  const soldOut = new Map<number, { shards: Set<number>; since: number }>()
   /** Tentative holds this instance is settling, by code, so that the same user's second click waits for the first. */
   const settling = new Map<string, Promise<unknown>>()
 
@@ -114,12 +119,12 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
 
   function soldOutShards(saleId: number): Set<number> {
     let known = soldOut.get(saleId)
-    if (!known) {
-      known = new Set()
+    if (!known || Date.now() - known.since > soldOutTrustMs) {
+      known = { shards: new Set(), since: Date.now() }
       soldOut.set(saleId, known)
       for (const old of soldOut.keys()) if (old < saleId - 1) soldOut.delete(old)
     }
-    return known
+    return known.shards
   }
 
   const othersSoldOut = (saleId: number, shard: number) => {
@@ -188,7 +193,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     // Another instance is settling it: wait a moment once, then answer item_reserved rather than wait on.
     if (first) await first.catch(() => {})
     else await Bun.sleep(10)
-    return submit({ ...w, flags: first || w.round === 0 ? w.flags : `${w.flags}w`, round: w.round + 1 })
+    return submit({ ...w, flags: first ? w.flags : `${w.flags}w`, round: w.round + 1 })
   }
 
   /** Steps 2 and 3 for the tentative holds of one step-1 call: take each user's slot, then settle them together. */
@@ -238,8 +243,11 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     let flags = ""
     for (let round = 0; round < maxRounds; round++) {
       const [status, asked] = await slotQueue(saleId, part)({ userId, code, expiresAt, at, flags })
-      if (status === step.notReady) await sale.rebuild(saleId)
-      else if (status === step.ask) {
+      if (status === step.notReady) {
+        await sale.rebuild(saleId)
+        // The rebuilt shard lists holds afresh: ask about them again if it comes to that.
+        flags = ""
+      } else if (status === step.ask) {
         await askHolds(saleId, userId, asked.split(","))
         flags = "x"
       } else return status
