@@ -32,13 +32,8 @@
 local now, saleId, periodMs = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local saleItems, userLimit, holdMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local firstRequest = 7
-local current = math.floor(now / periodMs)
-if current ~= saleId then return {-10, ms(current)} end
-local stats = rcall('HMGET', statsKey, 'sold', 'next_exp')
-if not stats[1] then return {-11} end
-
-local sold = tonumber(stats[1])
-local _, nextExp = sweep(now, tonumber(stats[2]))
+local sold, nextExp, undecided = openSale(now, saleId, periodMs)
+if undecided then return undecided end
 local nowText, expires = ms(now), now + holdMs
 local expiresText = ms(expires)
 local out, journal, accepted, rejected, granted = {0, now, ''}, {}, 0, 0, 0

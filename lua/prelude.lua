@@ -61,3 +61,14 @@ local function sweep(now, nextExp)
   if released > 0 then rcall('HINCRBY', statsKey, 'held', -released) end
   return released, nextExp
 end
+
+-- The opening of a checkout call: the keys must be the current sale's, initialised; then it sweeps.
+-- Returns the items sold and the bound on the earliest expiry, or, when it cannot decide, nil and the reply to give.
+local function openSale(now, saleId, periodMs)
+  local current = math.floor(now / periodMs)
+  if current ~= saleId then return nil, nil, {-10, ms(current)} end
+  local stats = rcall('HMGET', statsKey, 'sold', 'next_exp')
+  if not stats[1] then return nil, nil, {-11} end
+  local _, nextExp = sweep(now, tonumber(stats[2]))
+  return tonumber(stats[1]), nextExp
+end

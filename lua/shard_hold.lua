@@ -28,15 +28,10 @@
 local now, saleId, periodMs = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local saleItems, holdMs, shards, shard = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local firstRequest = 8
-local current = math.floor(now / periodMs)
-if current ~= saleId then return {-10, ms(current)} end
-local stats = rcall('HMGET', statsKey, 'sold', 'next_exp')
-if not stats[1] then return {-11} end
-
-local sold = tonumber(stats[1])
+local sold, nextExp, undecided = openSale(now, saleId, periodMs)
+if undecided then return undecided end
 local shardItems = 0
 if shard < saleItems then shardItems = math.floor((saleItems - 1 - shard) / shards) + 1 end
-local _, nextExp = sweep(now, tonumber(stats[2]))
 local nowText, expiresText = ms(now), ms(now + holdMs)
 local out, journal, accepted, rejected, tentative = {0, now, ''}, {}, 0, 0, 0
 local has = function(flags, flag) return string.find(flags, flag, 1, true) ~= nil end
