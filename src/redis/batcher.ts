@@ -28,6 +28,10 @@ export function batcher<Input, Output>(decideBatch: (inputs: Input[]) => Promise
   return (input) =>
     new Promise((resolve, reject) => {
       waiting.push({ input, resolve, reject })
-      if (!deciding) flush()
+      if (deciding) return
+      // The first request after a pause waits for the rest of this event-loop turn, so that what
+      // arrived together goes in one call rather than the first alone.
+      deciding = true
+      setImmediate(flush)
     })
 }
