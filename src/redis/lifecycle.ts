@@ -12,7 +12,7 @@ import type { LedgerWriter } from "./ledger"
 import { codeAlphabet } from "../sale/codes"
 import { logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey } from "./keys"
 import { itemShard, userShard } from "./shards"
-import type { Scripts } from "./scripts"
+import { unavailable, type Scripts } from "./scripts"
 
 export type LifecycleOptions = {
   redis: RedisClient
@@ -127,7 +127,18 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
    * as it is now.
    */
   async function rebuildShards(saleId: number): Promise<void> {
-    if ((await missingParts(saleId)).length === 0) return
+    let missing = await missingParts(saleId)
+    for (let attempt = 0; missing.length > 0; attempt++) {
+      const lost = await rebuildShardsFrom(saleId, new Set(missing))
+      if (lost === "done") return
+      // A shard was lost after PostgreSQL was read: what that read has of it may be older than its loss.
+      if (attempt === 2) throw new UnavailableError(`sale ${saleId}: its shards keep being lost while it is rebuilt; try again`, 2)
+      missing = lost
+    }
+  }
+
+  /** One pass of rebuildShards, for the shards missing before PostgreSQL was read; the parts lost meanwhile if there are any. */
+  async function rebuildShardsFrom(saleId: number, missingBefore: Set<string>): Promise<"done" | string[]> {
     let snapshot: SaleSnapshot
     let counters: Awaited<ReturnType<typeof loadShardCounters>>
     try {
@@ -137,9 +148,12 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     } catch (error) {
       throw unreachable(saleId, error)
     }
-    const states = await Promise.all(parts(saleId).map((part) => redis.eval(itemsIfReady, 2, saleKeys(part)[0]!, statsKey(part)) as Promise<string[] | null>))
+    const all = parts(saleId)
+    const states = await Promise.all(all.map((part) => (redis.eval(itemsIfReady, 2, saleKeys(part)[0]!, statsKey(part)) as Promise<string[] | null>).catch(unavailable)))
     const lost = new Set(states.flatMap((state, k) => (state === null ? [k] : [])))
-    if (lost.size === 0) return
+    if (lost.size === 0) return "done"
+    const lostLater = [...lost].map((k) => all[k]!).filter((part) => !missingBefore.has(part))
+    if (lostLater.length > 0) return [...lost].map((k) => all[k]!)
     const counts = new Map<string, { n: number; listed: string }>()
     const count = (user: string, listed?: string) => {
       const c = counts.get(user) ?? { n: 0, listed: "" }
@@ -148,16 +162,20 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
       counts.set(user, c)
     }
     const items = new Map<number, SaleSnapshot>([...lost].map((k) => [k, { ...emptySnapshot(), ...counters[k]! }]))
+    const sold = new Set<number>()
     for (const s of snapshot.sold) {
       const k = itemShard(s.itemId, shards, saleItems)
       if (!lost.has(k)) continue
       items.get(k)!.sold.push(s)
+      sold.add(s.itemId)
       count(s.userId)
     }
+    // As init_sale.lua keeps them: a sold item stays sold, and of two holds of one item the later (holds come by expiry).
+    const lastHold = new Map<number, SaleSnapshot["holds"][number]>()
+    for (const h of snapshot.holds) if (lost.has(itemShard(h.itemId, shards, saleItems)) && !sold.has(h.itemId)) lastHold.set(h.itemId, h)
     for (const h of snapshot.holds) {
-      const k = itemShard(h.itemId, shards, saleItems)
-      if (!lost.has(k)) continue
-      items.get(k)!.holds.push(h)
+      if (lastHold.get(h.itemId) !== h) continue
+      items.get(itemShard(h.itemId, shards, saleItems))!.holds.push(h)
       count(h.userId, `${h.code}:${h.at}`)
     }
     for (const state of states) {
@@ -180,6 +198,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
       onRebuild(saleId)
       log(`sale ${saleId}: rebuilt ${rebuilt} of its ${shards} shards from PostgreSQL and the other shards (${snapshot.sold.length} sold, ${snapshot.holds.length} live holds kept)`)
     }
+    return "done"
   }
 
   function unreachable(saleId: number, error: unknown): UnavailableError {

@@ -117,19 +117,21 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     return holdQueues[itemShard(w.itemId, shards, config.saleItems)]!(w) as Promise<CheckoutResult>
   }
 
-  function soldOutShards(saleId: number): Set<number> {
+  /** The shards of a sale this instance knows to be sold out. "Some other shard is not" is never remembered: it can stop being true at any moment. */
+  function soldOutKnown(saleId: number): { shards: Set<number> } {
     let known = soldOut.get(saleId)
     if (!known || Date.now() - known.since > soldOutTrustMs) {
       known = { shards: new Set(), since: Date.now() }
       soldOut.set(saleId, known)
       for (const old of soldOut.keys()) if (old < saleId - 1) soldOut.delete(old)
     }
-    return known.shards
+    return known
   }
 
-  const othersSoldOut = (saleId: number, shard: number) => {
-    const known = soldOutShards(saleId)
-    return known.size >= shards - 1 && [...Array(shards).keys()].every((k) => k === shard || known.has(k))
+  /** The flag shard_hold.lua takes for a sold-out shard: 'f' every other shard is sold out too, '' unknown. */
+  const soldOutFlag = (saleId: number, shard: number) => {
+    const known = soldOutKnown(saleId).shards
+    return known.size >= shards - 1 && [...Array(shards).keys()].every((k) => k === shard || known.has(k)) ? "f" : ""
   }
 
   /** Step 1 for a batch of checkouts of items on shard k. */
@@ -137,8 +139,8 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     metrics.batchSize.observe(batch.length, "checkout")
     const [saleId, reply] = await decide("shardHold", (saleId) => shardPart(saleId, k, shards), (saleId) => {
       const args: (string | number)[] = [sale.nowArg(), saleId, periodMs, config.saleItems, holdMs, shards, k]
-      const known = othersSoldOut(saleId, k) ? "f" : ""
-      for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId, k), w.flags + known)
+      const known = soldOutFlag(saleId, k)
+      for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId, k), /[fn]/.test(w.flags) ? w.flags : w.flags + known)
       return args
     })
     const part = shardPart(saleId, k, shards)
@@ -175,15 +177,15 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
 
   /** Step 1 found shard k sold out: whether the sale is sold out depends on the other shards. */
   async function askSoldOut(saleId: number, k: number, w: Wanted): Promise<CheckoutResult> {
-    const known = soldOutShards(saleId)
-    known.add(k)
-    const unknown = [...Array(shards).keys()].filter((j) => !known.has(j))
+    const known = soldOutKnown(saleId)
+    known.shards.add(k)
+    const unknown = [...Array(shards).keys()].filter((j) => !known.shards.has(j))
     const sold = await Promise.all(unknown.map((j) => redis.hget(statsKey(shardPart(saleId, j, shards)), "sold").catch(unavailable)))
     unknown.forEach((j, i) => {
-      if (sold[i] !== null && Number(sold[i]) >= shardItems(j, shards, config.saleItems)) known.add(j)
+      if (sold[i] !== null && Number(sold[i]) >= shardItems(j, shards, config.saleItems)) known.shards.add(j)
     })
     // A shard whose state is lost is taken as not sold out: then the item is answered item_sold, which it is.
-    const flag = known.size === shards ? "f" : "n"
+    const flag = known.shards.size === shards ? "f" : "n"
     return submit({ ...w, flags: w.flags.replace(/[fn]/g, "") + flag, round: w.round + 1 })
   }
 
@@ -276,11 +278,13 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   /** A user at the limit has holds past their expiry: ask their item shards what became of them, and record it. */
   async function askHolds(saleId: number, userId: string, codes: string[]): Promise<void> {
     const byShard = new Map<number, string[]>()
+    const verdicts: [string, string, "p" | "r"][] = []
     for (const code of codes) {
       const shard = codeShard(code, shards)
-      if (shard !== undefined) byShard.set(shard, [...(byShard.get(shard) ?? []), code])
+      // A code naming no shard of this split (issued before SALE_SHARDS changed) can never be bought: purchase() refuses it.
+      if (shard === undefined) verdicts.push([userId, code, "r"])
+      else byShard.set(shard, [...(byShard.get(shard) ?? []), code])
     }
-    const verdicts: [string, string, "p" | "r"][] = []
     await Promise.all(
       [...byShard].map(async ([shard, asked]) => {
         const keys = saleKeys(shardPart(saleId, shard, shards))
