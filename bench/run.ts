@@ -18,7 +18,7 @@ import postgres from "postgres"
 import { startPostgres, startRedis, startRedisCluster, until, type PostgresServer } from "../test/support/services"
 import { clusterClient, type RedisClient } from "../src/redis/connect"
 import { startServer, type ServerProcess } from "../test/support/process"
-import { saleRegistryKey, statsKey, usersKey } from "../src/redis/keys"
+import { saleOfPart, saleRegistryKey, statsKey, usersKey } from "../src/redis/keys"
 import { journalBacklog } from "../src/redis/journal"
 import { options as configOptions } from "../src/config"
 import { cpuMeter, cpuSeconds } from "./cpu"
@@ -231,7 +231,7 @@ async function redisBackend(scenario: string, target: RedisTarget, pgServer: Pos
       // The registry names every part of every sale: a whole sale, or one shard of a split one.
       for (const part of await redis.smembers(saleRegistryKey)) {
         sold += Number((await redis.hget(statsKey(part), "sold")) ?? 0)
-        const sale = part.split(":")[0]
+        const sale = saleOfPart(part)
         for (const [user, value] of Object.entries(await redis.hgetall(usersKey(part)))) perUser.set(`${sale}/${user}`, parseInt(value, 10))
       }
       return { sold, heldPerUser: Math.max(0, ...perUser.values()) }

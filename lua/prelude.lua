@@ -62,6 +62,22 @@ local function sweep(now, nextExp)
   return released, nextExp
 end
 
+-- A user's entry on a user shard of a split sale (lua/shard_slot.lua), "n|code:expires_ms|...": n, whether
+-- `code` is listed, the other listed holds as "|code:expires_ms" pieces, and those of them expired at `now` if given.
+local function slotsOf(value, code, now)
+  local n = tonumber(string.match(value, '^(%d+)'))
+  local listed, kept, expired = false, {}, {}
+  for held, until_ in string.gmatch(value, '|([^:|]+):(%d+)') do
+    if held == code then
+      listed = true
+    else
+      kept[#kept + 1] = '|' .. held .. ':' .. until_
+      if now and tonumber(until_) <= now then expired[#expired + 1] = held end
+    end
+  end
+  return n, listed, kept, expired
+end
+
 -- The opening of a checkout call: the keys must be the current sale's, initialised; then it sweeps.
 -- Returns the items sold and the bound on the earliest expiry, or, when it cannot decide, nil and the reply to give.
 local function openSale(now, saleId, periodMs)

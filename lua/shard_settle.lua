@@ -23,13 +23,7 @@ for i = firstRequest, #ARGV, 4 do
   local item, user, code, verdict = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local expires = string.match(rcall('HGET', codesKey, code) or '', '^t|' .. item .. '|(%d+)|')
   local status = verdict
-  if verdict == -16 then
-    if expires then
-      rcall('HDEL', codesKey, code)
-      rcall('HDEL', itemsKey, item)
-      rcall('ZREM', expKey, code)
-    end
-  elseif verdict == 0 and not expires then
+  if verdict == 0 and not expires then
     status = -15 -- lost
   elseif verdict == 0 then
     rcall('HSET', itemsKey, item, 'h|' .. expires .. '|' .. user .. '|' .. code)
@@ -37,13 +31,16 @@ for i = firstRequest, #ARGV, 4 do
     reserved = reserved + 1
     journal[#journal + 1] = item .. ' ' .. user .. ' 0 ' .. code .. ' ' .. expires
   else
+    -- user_limit or abandoned: the tentative hold, if still there, goes back to stock.
     if expires then
       rcall('HDEL', codesKey, code)
       rcall('HDEL', itemsKey, item)
       rcall('ZREM', expKey, code)
     end
-    refused = refused + 1
-    journal[#journal + 1] = item .. ' ' .. user .. ' -5  '
+    if verdict == -5 then
+      refused = refused + 1
+      journal[#journal + 1] = item .. ' ' .. user .. ' -5  '
+    end
   end
   out[#out + 1] = status
 end

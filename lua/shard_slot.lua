@@ -32,16 +32,7 @@ local out = {0}
 for i = firstRequest, #ARGV, 5 do
   local user, code, expires, now, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   local value = rcall('HGET', usersKey, user) or '0'
-  local n = tonumber(string.match(value, '^(%d+)'))
-  local listed, expired, kept = false, {}, {}
-  for held, until_ in string.gmatch(value, '|([^:|]+):(%d+)') do
-    if held == code then
-      listed = true
-    else
-      kept[#kept + 1] = '|' .. held .. ':' .. until_
-      if tonumber(until_) <= now then expired[#expired + 1] = held end
-    end
-  end
+  local n, listed, kept, expired = slotsOf(value, code, now)
   local status, asked = 0, ''
   if listed then
     if n - 1 >= userLimit and #expired > 0 and flags ~= 'x' then

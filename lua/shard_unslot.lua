@@ -17,11 +17,7 @@ for i = firstHold, #ARGV, 3 do
   local user, code, verdict = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local value = rcall('HGET', usersKey, user)
   if value then
-    local n = tonumber(string.match(value, '^(%d+)'))
-    local listed, kept = false, {}
-    for held, until_ in string.gmatch(value, '|([^:|]+):(%d+)') do
-      if held == code then listed = true else kept[#kept + 1] = '|' .. held .. ':' .. until_ end
-    end
+    local n, listed, kept = slotsOf(value, code)
     if listed then
       if verdict == 'r' then n, freed = n - 1, freed + 1 end
       value = n .. table.concat(kept)

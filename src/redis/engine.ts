@@ -14,12 +14,12 @@ import { UnavailableError, type CheckoutResult, type Engine, type Health, type P
 import { checkoutOutcome, control, purchaseOutcome } from "../sale/outcomes"
 import type { DecisionRecord, PurchaseRecord } from "../sale/records"
 import { batcher } from "./batcher"
-import { partsOf, saleKeys, shardsMarkerKey, statsKey } from "./keys"
+import { codeShard, partsOf, saleKeys, shardOfPart, shardsMarkerKey } from "./keys"
 import { eventId } from "./journal"
 import type { Kept, LedgerWriter } from "./ledger"
 import { createLifecycle } from "./lifecycle"
 import { registerScripts, unavailable } from "./scripts"
-import { codeShard, createShardedCheckout, shardPart } from "./shards"
+import { createShardedCheckout } from "./shards"
 
 export type RedisEngineOptions = {
   redis: RedisClient
@@ -123,7 +123,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   async function purchaseBatch(saleId: number, part: string, codes: string[]): Promise<(PurchaseResult | Promise<PurchaseResult>)[]> {
     metrics.batchSize.observe(codes.length, "purchase")
     if (mismatch) throw new UnavailableError(mismatch, 5)
-    const shard = shards === 1 ? undefined : Number(part.split(":")[1])
+    const shard = shardOfPart(part)
     for (let attempt = 0; attempt < attempts; attempt++) {
       const reply = await scripts.purchase(saleKeys(part), [sale.nowArg(), saleId, periodMs, holdMs, ...codes]).catch(unavailable)
       const status = Number(reply[0])
@@ -159,7 +159,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     const saleId = saleOfCode(code)
     const shard = shards === 1 ? undefined : codeShard(code, shards)
     if (saleId === undefined || (shards > 1 && shard === undefined)) return Promise.resolve({ ok: false, error: "code_not_found" })
-    const part = shard === undefined ? String(saleId) : shardPart(saleId, shard, shards)
+    const part = partsOf(saleId, shards)[shard ?? 0]!
     let queue = purchaseQueues.get(part)
     if (!queue) {
       queue = batcher<string, PurchaseResult | Promise<PurchaseResult>>(
@@ -175,7 +175,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   async function status(): Promise<SaleStatus> {
     for (let attempt = 0; ; attempt++) {
       const replies = await Promise.all(
-        Array.from({ length: shards }, (_, k) => decide("status", (saleId) => (shards === 1 ? String(saleId) : shardPart(saleId, k, shards)), (saleId) => [sale.nowArg(), saleId, periodMs])),
+        Array.from({ length: shards }, (_, k) => decide("status", (saleId) => partsOf(saleId, shards)[k]!, (saleId) => [sale.nowArg(), saleId, periodMs])),
       )
       const saleId = replies[0]![0]
       // Across a sale boundary the parts may answer for different sales: ask again.
@@ -215,8 +215,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     const started = performance.now()
     let ready: boolean
     try {
-      const parts = partsOf(sale.currentSale(), shards)
-      ready = (await Promise.all(parts.map((part) => redis.exists(statsKey(part))))).every((n) => n === 1) && !mismatch
+      ready = (await sale.missingParts(sale.currentSale())).length === 0 && !mismatch
     } catch (error) {
       return { status: "down", checks: { engine: "redis", redis: { status: "down", error: (error as Error).message } } }
     }

@@ -10,6 +10,8 @@
  * makes them, so gets an equal share of every sale's shards when N is a multiple of the masters.
  */
 
+import { shardOfCode } from "../sale/codes"
+
 /** Most shards one sale may be split into: a code names its shard in one character (sale/codes.ts). */
 export const maxShards = 64
 
@@ -46,6 +48,33 @@ export function partsOf(saleId: number, shards: number): string[] {
   }
   return parts
 }
+
+/** Which shard holds what, in a sale split into `shards` (redis/shards.ts). */
+/** The shard of an item: its place among the sale's items, mod N; an unknown item is refused on shard 0. */
+export function itemShard(itemId: number, shards: number, saleItems: number): number {
+  return itemId >= 1 && itemId <= saleItems ? (itemId - 1) % shards : 0
+}
+
+/** How many of the sale's items shard `shard` holds. */
+export function shardItems(shard: number, shards: number, saleItems: number): number {
+  return shard < saleItems ? Math.floor((saleItems - 1 - shard) / shards) + 1 : 0
+}
+
+/** The shard that counts a user: FNV-1a of the id's UTF-16 code units, mod N. Every instance must compute the same. */
+export function userShard(userId: string, shards: number): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < userId.length; i++) h = Math.imul(h ^ userId.charCodeAt(i), 0x01000193)
+  return (h >>> 0) % shards
+}
+
+/** The shard a code names, or undefined if it names none of this sale's shards. */
+export function codeShard(code: string, shards: number): number | undefined {
+  const shard = shardOfCode(code)
+  return shard >= 0 && shard < shards ? shard : undefined
+}
+
+/** The part of shard `shard` of a sale split into `shards`. */
+export const shardPart = (saleId: number, shard: number, shards: number) => partsOf(saleId, shards)[shard]!
 
 export const saleOfPart = (part: string) => Number(part.split(":")[0])
 /** The shard a part holds, or undefined for a whole sale. */

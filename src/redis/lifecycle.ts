@@ -10,8 +10,7 @@ import { UnavailableError } from "../sale/engine"
 import { emptySnapshot, type SaleSnapshot } from "../sale/records"
 import type { LedgerWriter } from "./ledger"
 import { codeAlphabet } from "../sale/codes"
-import { logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey } from "./keys"
-import { itemShard, userShard } from "./shards"
+import { itemShard, logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey, userShard } from "./keys"
 import { unavailable, type Scripts } from "./scripts"
 
 export type LifecycleOptions = {
@@ -181,9 +180,9 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     for (const state of states) {
       // HGETALL's reply: field, value, field, value ...
       for (let i = 1; state && i < state.length; i += 2) {
-        const sold = /^s\|([^|]+)\|/.exec(state[i]!)
+        const bought = /^s\|([^|]+)\|/.exec(state[i]!)
         const held = /^[ht]\|(\d+)\|([^|]+)\|(.+)$/.exec(state[i]!)
-        if (sold) count(sold[1]!)
+        if (bought) count(bought[1]!)
         else if (held) count(held[2]!, `${held[3]}:${held[1]}`)
       }
     }
@@ -253,5 +252,5 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     await Promise.all(parts(saleId).map((part) => redis.del(statsKey(part))))
   }
 
-  return { nowArg, estimatedNow, currentSale, syncClock, rebuild, resync, prepare, forget, maintain }
+  return { nowArg, estimatedNow, currentSale, syncClock, missingParts, rebuild, resync, prepare, forget, maintain }
 }

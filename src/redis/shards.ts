@@ -36,46 +36,20 @@
  */
 import type { Config } from "../config"
 import type { EngineMetrics } from "../metrics"
-import { newCode, shardOfCode } from "../sale/codes"
+import { newCode } from "../sale/codes"
 import { UnavailableError, type CheckoutResult } from "../sale/engine"
-import { checkoutOutcome } from "../sale/outcomes"
+import { checkoutOutcome, control } from "../sale/outcomes"
 import type { CheckoutRecord } from "../sale/records"
 import type { RedisClient } from "./connect"
 import { batcher } from "./batcher"
 import { eventId } from "./journal"
-import { partsOf, saleKeys, statsKey } from "./keys"
+import { codeShard, itemShard, saleKeys, shardItems, shardPart, statsKey, userShard } from "./keys"
 import type { LedgerWriter } from "./ledger"
 import type { Lifecycle } from "./lifecycle"
 import { unavailable, type Scripts } from "./scripts"
 
-/** The shard of an item: its place among the sale's items, mod N; an unknown item is refused on shard 0. */
-export function itemShard(itemId: number, shards: number, saleItems: number): number {
-  return itemId >= 1 && itemId <= saleItems ? (itemId - 1) % shards : 0
-}
-
-/** How many of the sale's items shard `shard` holds. */
-export function shardItems(shard: number, shards: number, saleItems: number): number {
-  return shard < saleItems ? Math.floor((saleItems - 1 - shard) / shards) + 1 : 0
-}
-
-/** The shard that counts a user: FNV-1a of the id's UTF-16 code units, mod N. Every instance must compute the same. */
-export function userShard(userId: string, shards: number): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < userId.length; i++) h = Math.imul(h ^ userId.charCodeAt(i), 0x01000193)
-  return (h >>> 0) % shards
-}
-
-/** The shard a code names, or undefined if it names none of this sale's shards. */
-export function codeShard(code: string, shards: number): number | undefined {
-  const shard = shardOfCode(code)
-  return shard >= 0 && shard < shards ? shard : undefined
-}
-
-/** The part (redis/keys.ts) of shard `shard` of a sale split into `shards`. */
-export const shardPart = (saleId: number, shard: number, shards: number) => partsOf(saleId, shards)[shard]!
-
 /** The replies of the shard scripts that decide nothing yet (see each script's header). */
-const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15, abandoned: -16, notReady: -11 } as const
+const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15, abandoned: -16 } as const
 
 /** Script calls a request may make before it is answered "try again": the steps, a rebuild, a retry. */
 const maxRounds = 4
@@ -208,7 +182,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     const args: (string | number)[] = [at, saleId, periodMs]
     tentative.forEach((t, i) => args.push(t.w.itemId, t.w.userId, t.code, verdicts[i]!))
     const reply = await scripts.shardSettle(saleKeys(part), args).catch(unavailable)
-    const lostAll = Number(reply[0]) === step.notReady
+    const lostAll = Number(reply[0]) === control.notReady
     const entryId = String(reply[1] ?? "")
     const records: CheckoutRecord[] = []
     const statuses = tentative.map((_, i) => (lostAll ? step.lost : Number(reply[2 + i])))
@@ -245,7 +219,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     let flags = ""
     for (let round = 0; round < maxRounds; round++) {
       const [status, asked] = await slotQueue(saleId, part)({ userId, code, expiresAt, at, flags })
-      if (status === step.notReady) {
+      if (status === control.notReady) {
         await sale.rebuild(saleId)
         // The rebuilt shard lists holds afresh: ask about them again if it comes to that.
         flags = ""
@@ -265,7 +239,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
           const args: (string | number)[] = ["", saleId, periodMs, config.userLimit]
           for (const s of slots) args.push(s.userId, s.code, s.expiresAt, s.at, s.flags)
           const reply = await scripts.shardSlot(saleKeys(part), args).catch(unavailable)
-          if (Number(reply[0]) === step.notReady) return slots.map(() => [step.notReady, ""])
+          if (Number(reply[0]) === control.notReady) return slots.map(() => [control.notReady, ""])
           return slots.map((_, i) => [Number(reply[1 + 2 * i]), String(reply[2 + 2 * i])])
         },
         () => slotQueues.delete(part),
@@ -289,7 +263,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
       [...byShard].map(async ([shard, asked]) => {
         const keys = saleKeys(shardPart(saleId, shard, shards))
         let reply = await scripts.shardVerify(keys, [sale.nowArg(), saleId, periodMs, ...asked]).catch(unavailable)
-        if (Number(reply[0]) === step.notReady) {
+        if (Number(reply[0]) === control.notReady) {
           await sale.rebuild(saleId)
           reply = await scripts.shardVerify(keys, [sale.nowArg(), saleId, periodMs, ...asked]).catch(unavailable)
         }
