@@ -105,6 +105,12 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
       try {
         await ledger.drainSale([String(saleId)])
         await Bun.sleep(ledger.commitWaitMs + commitWaitMarginMs)
+      } catch (error) {
+        throw unreachable(saleId, error)
+      }
+      // Rebuilt by another instance meanwhile: done. Were it lost again later, a read from before would be too old.
+      if ((await missingParts(saleId)).length === 0) return
+      try {
         snapshot = await loadSale(sql, saleId, estimatedNow())
       } catch (error) {
         throw unreachable(saleId, error)
@@ -126,23 +132,30 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
    * as it is now.
    */
   async function rebuildShards(saleId: number): Promise<void> {
-    let missing = await missingParts(saleId)
-    for (let attempt = 0; missing.length > 0; attempt++) {
-      const lost = await rebuildShardsFrom(saleId, new Set(missing))
-      if (lost === "done") return
+    for (let attempt = 0; ; attempt++) {
+      if ((await rebuildShardsOnce(saleId)) === "done") return
       // A shard was lost after PostgreSQL was read: what that read has of it may be older than its loss.
       if (attempt === 2) throw new UnavailableError(`sale ${saleId}: its shards keep being lost while it is rebuilt; try again`, 2)
-      missing = lost
     }
   }
 
-  /** One pass of rebuildShards, for the shards missing before PostgreSQL was read; the parts lost meanwhile if there are any. */
-  async function rebuildShardsFrom(saleId: number, missingBefore: Set<string>): Promise<"done" | string[]> {
+  /**
+   * One pass of rebuildShards. Which shards are missing is taken just before PostgreSQL is read; a shard
+   * lost after that ("again") sends the rebuild round once more.
+   */
+  async function rebuildShardsOnce(saleId: number): Promise<"done" | "again"> {
+    if ((await missingParts(saleId)).length === 0) return "done"
     let snapshot: SaleSnapshot
     let counters: Awaited<ReturnType<typeof loadShardCounters>>
     try {
       await ledger.drainSale(parts(saleId))
       await Bun.sleep(ledger.commitWaitMs + commitWaitMarginMs)
+    } catch (error) {
+      throw unreachable(saleId, error)
+    }
+    const missingBefore = new Set(await missingParts(saleId))
+    if (missingBefore.size === 0) return "done"
+    try {
       ;[snapshot, counters] = await Promise.all([loadSale(sql, saleId, estimatedNow()), loadShardCounters(sql, saleId, shards, saleItems, codeAlphabet)])
     } catch (error) {
       throw unreachable(saleId, error)
@@ -151,8 +164,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     const states = await Promise.all(all.map((part) => (redis.eval(itemsIfReady, 2, saleKeys(part)[0]!, statsKey(part)) as Promise<string[] | null>).catch(unavailable)))
     const lost = new Set(states.flatMap((state, k) => (state === null ? [k] : [])))
     if (lost.size === 0) return "done"
-    const lostLater = [...lost].map((k) => all[k]!).filter((part) => !missingBefore.has(part))
-    if (lostLater.length > 0) return [...lost].map((k) => all[k]!)
+    if ([...lost].some((k) => !missingBefore.has(all[k]!))) return "again"
     const counts = new Map<string, { n: number; listed: string }>()
     const count = (user: string, listed?: string) => {
       const c = counts.get(user) ?? { n: 0, listed: "" }
