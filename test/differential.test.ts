@@ -60,7 +60,7 @@ async function apply(side: Side, op: Op): Promise<unknown> {
     case "bogus":
       return side.engine.purchase(`${saleNow - op.salesBack}.AAAAAAAAAAAAAAAAAAAAAA`)
     case "advance":
-      side.h.clock.now += op.ms
+      await side.h.moveTo(side.h.clock.now + op.ms)
       return op.ms
     case "status":
       return side.engine.status()
@@ -106,10 +106,12 @@ for (const shards of [1, 3]) describe(shards === 1 ? "whole sales" : `sales spli
     // Each run gets its own sales, far from every earlier run's, so the engines' history does not leak in.
     const start = nextStart + 1000
     nextStart = start + 1000 * periodMs
-    const sides: Side[] = [redis, embedded].map((h) => {
-      h.clock.now = start
-      return { h, engine: h.engine, issued: [], labels: new Map() }
-    })
+    const sides: Side[] = await Promise.all(
+      [redis, embedded].map(async (h) => {
+        await h.moveTo(start)
+        return { h, engine: h.engine, issued: [], labels: new Map() }
+      }),
+    )
     const [r, e] = sides as [Side, Side]
     for (const [i, op] of ops.entries()) {
       const [a, b] = [await apply(r, op), await apply(e, op)]

@@ -29,6 +29,8 @@ export type EmbeddedEngineOptions = {
 }
 
 export type EmbeddedEngine = Engine & {
+  /** Reads the sale after the current one into memory before it starts, as the maintenance timer does ahead of every boundary. */
+  prepareNext(): void
   startMaintenance(): void
   /** Commits what is decided and not yet written, and stops the timers. */
   close(): void
@@ -138,10 +140,16 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     return { status: failed ? "down" : "ok", checks: { engine: "embedded", sqlite } }
   }
 
-  /** Releases expired holds of idle sales and forgets sales past their retention. */
+  function prepareNext(): void {
+    const at = now()
+    saleState(saleIdAt(at, periodMs) + 1, at)
+  }
+
+  /** Releases expired holds of idle sales, reads the next sale in, and forgets sales past their retention. */
   function maintain(): void {
     const at = now()
     const current = saleIdAt(at, periodMs)
+    prepareNext()
     for (const [saleId, sale] of sales) {
       rules.sweep(sale, at)
       if (saleId < current && saleForgottenAtMs(saleId, periodMs, holdMs, retentionMs) < at) sales.delete(saleId)
@@ -154,6 +162,7 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     purchase,
     status,
     health,
+    prepareNext,
     startMaintenance() {
       timer ??= setInterval(maintain, 250)
     },

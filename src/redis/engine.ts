@@ -42,6 +42,8 @@ export type RedisEngine = Engine & {
   claimShards(): Promise<void>
   /** Makes sure the current and next sale are initialised, rebuilding from PostgreSQL if Redis lost them. */
   prepare(): Promise<void>
+  /** Initialises the sale after the current one before it starts, as the maintenance timer does ahead of every boundary. */
+  prepareNext(): Promise<void>
   /** Deletes a sale's keys and stops draining its journal; only for a sale whose journal is empty and whose holds are long over. */
   forget(saleId: number): Promise<void>
   /** Starts the timer that releases expired holds, prepares the next sale and forgets old ones. */
@@ -246,6 +248,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     health,
     claimShards,
     prepare: sale.prepare,
+    prepareNext: sale.prepareNext,
     forget: sale.forget,
     startMaintenance() {
       timer ??= setInterval(() => {

@@ -45,6 +45,8 @@ export type LedgerWriter = {
   start(): void
   /** Commits what is queued, bounded by timeoutMs; what is left stays in the journal. */
   stop(timeoutMs?: number): Promise<void>
+  /** Resolves once every record queued so far is committed (or its commit failed). */
+  flush(): Promise<void>
   backlog(): Promise<Backlog>
   /** Whether the last write to PostgreSQL succeeded, and its error if not. */
   postgres(): { up: boolean; error?: string }
@@ -190,6 +192,9 @@ export function createLedgerWriter(options: LedgerOptions): LedgerWriter {
       const done = await Promise.race([committing ?? Promise.resolve(), late])
       clearTimeout(deadline)
       if (done === "late") log("ledger: stopped with decisions not yet in PostgreSQL; they stay in the journal for another instance or the next start")
+    },
+    async flush() {
+      while (committing) await committing
     },
     backlog: () => journalBacklog(redis),
     postgres: () => pg,

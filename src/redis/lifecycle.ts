@@ -221,7 +221,13 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     if (Date.now() - lastClockSync > 5000) await syncClock()
     const saleId = currentSale()
     if ((await missingParts(saleId)).length > 0) await rebuild(saleId)
-    if ((await missingParts(saleId + 1)).length > 0) await initEmpty(saleId + 1)
+    await prepareNext()
+  }
+
+  /** Initialises the sale after the current one, empty, before it starts: a sale boundary never needs PostgreSQL. */
+  async function prepareNext(): Promise<void> {
+    const next = currentSale() + 1
+    if ((await missingParts(next)).length > 0) await initEmpty(next)
   }
 
   /** Deletes a part's keys and stops draining its journal; only for a part whose journal is empty and whose holds are long over. */
@@ -264,5 +270,5 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     await Promise.all(parts(saleId).map((part) => redis.del(statsKey(part))))
   }
 
-  return { nowArg, estimatedNow, currentSale, syncClock, missingParts, rebuild, resync, prepare, forget, maintain }
+  return { nowArg, estimatedNow, currentSale, syncClock, missingParts, rebuild, resync, prepare, prepareNext, forget, maintain }
 }

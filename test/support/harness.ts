@@ -25,7 +25,14 @@ export type SaleConfig = Pick<Config, "saleItems" | "userLimit" | "salePeriodSec
 export const defaults: SaleConfig = { saleItems: 100, userLimit: 3, salePeriodSeconds: 3600, holdSeconds: 60 }
 
 /** The engine's durable rows: PostgreSQL for redis, SQLite for embedded; portable SQL only. */
-type Kept = { query(text: string): Promise<Record<string, any>[]>; drained(): Promise<unknown>; forget(saleIds: number[]): Promise<void>; close(): Promise<void> }
+type Kept = {
+  query(text: string): Promise<Record<string, any>[]>
+  drained(): Promise<unknown>
+  forget(saleIds: number[]): Promise<void>
+  /** What the maintenance timer does just before a sale starts: initialise it, empty (Redis engine). */
+  prepareNext(): Promise<void>
+  close(): Promise<void>
+}
 
 /** A Redis Cluster to run the Redis engine on instead of the suite's one Redis (support/services.ts startRedisCluster). */
 export type OnCluster = { nodes: { url: string }[]; flush(): Promise<void> }
@@ -52,7 +59,11 @@ async function redisEngine(config: SaleConfig, now: () => number, cluster?: OnCl
     engine,
     kept: {
       query: (text) => env.sql.unsafe(text) as Promise<Record<string, any>[]>,
-      drained: () => until("the ledger to drain", async () => (await ledger.backlog()).entries === 0),
+      drained: async () => {
+        await ledger.flush()
+        return until("the ledger to drain", async () => (await ledger.backlog()).entries === 0)
+      },
+      prepareNext: () => engine.prepareNext(),
       forget: async (saleIds) => {
         for (const saleId of saleIds) await engine.forget(saleId)
       },
@@ -76,6 +87,7 @@ function embeddedEngine(config: SaleConfig, now: () => number, metrics?: EngineM
       query: async (text) => store.db.query(text).all() as Record<string, any>[],
       // Every answer waits for its commit, so there is never anything left to write.
       drained: async () => true,
+      prepareNext: async () => engine.prepareNext(),
       forget: async () => {},
       async close() {
         engine.close()
@@ -117,6 +129,18 @@ export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind
     count: async (text: string) => Number((await kept.query(text))[0]!.n),
     /** Waits until every decision so far is in the durable store. */
     drained: kept.drained,
+    /**
+     * Moves the clock to `at`, as time would pass with the maintenance timer running: the two sales before
+     * `at`'s are prepared before they start (more would never be touched), so no sale is found missing and rebuilt.
+     */
+    async moveTo(at: number) {
+      const target = Math.floor(at / period)
+      for (let sale = Math.max(Math.floor(clock.now / period) + 1, target - 1); sale <= target; sale++) {
+        clock.now = sale * period - 1
+        await kept.prepareNext()
+      }
+      clock.now = at
+    },
     /** Drops finished sales from Redis, as the retention prune does, so that long test runs stay fast. */
     forget: kept.forget,
     close: kept.close,
