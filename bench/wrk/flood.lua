@@ -1,6 +1,12 @@
 -- Scenario 1, checkout flood: random users and random items; once the stock is held, mostly rejections.
-package.path = os.getenv("WRK_LIB") .. "/?.lua;" .. package.path
-local c = require("common")
+-- common.lua sits beside this script (or in WRK_LIB): without it wrk would benchmark GET / instead, so stop.
+local here = os.getenv("WRK_LIB") or (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
+package.path = here .. "/?.lua;" .. package.path
+local found, c = pcall(require, "common")
+if not found then
+  io.stderr:write("cannot load common.lua from " .. here .. " (set WRK_LIB to bench/wrk): " .. tostring(c) .. "\n")
+  os.exit(2)
+end
 local items = tonumber(os.getenv("SALE_ITEMS") or "10000")
 local users = tonumber(os.getenv("USERS") or "100000")
 

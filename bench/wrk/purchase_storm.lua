@@ -1,7 +1,13 @@
 -- Scenario 4, purchase storm: valid codes (each bought once), then the same codes again (code_used),
 -- with one bogus code in every four requests (code_not_found). CODES_FILE holds one code per line.
-package.path = os.getenv("WRK_LIB") .. "/?.lua;" .. package.path
-local c = require("common")
+-- common.lua sits beside this script (or in WRK_LIB): without it wrk would benchmark GET / instead, so stop.
+local here = os.getenv("WRK_LIB") or (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
+package.path = here .. "/?.lua;" .. package.path
+local found, c = pcall(require, "common")
+if not found then
+  io.stderr:write("cannot load common.lua from " .. here .. " (set WRK_LIB to bench/wrk): " .. tostring(c) .. "\n")
+  os.exit(2)
+end
 local threads_n = tonumber(os.getenv("WRK_THREADS") or "2")
 local codes, i, n = {}, 0, 0
 
