@@ -9,9 +9,9 @@
  * With the Redis engine every scenario also reports, per Redis master, its share of the script calls and
  * its CPU per request (INFO commandstats and /proc of each master).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { Database } from "bun:sqlite"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { tmpdir } from "node:os"
 import Redis from "ioredis"
 import postgres from "postgres"
@@ -22,6 +22,7 @@ import { saleOfPart, saleRegistryKey, statsKey, usersKey } from "../src/redis/ke
 import { journalBacklog } from "../src/redis/journal"
 import { options as configOptions } from "../src/config"
 import { cpuMeter, cpuSeconds } from "./cpu"
+import { saleViolations } from "../test/support/invariants"
 
 const root = join(import.meta.dir, "..")
 const wrkDir = join(import.meta.dir, "wrk")
@@ -43,7 +44,9 @@ function parseArgs(argv: string[]): Options {
       if (!["single", "cluster"].includes(value)) throw new Error(`--redis takes single or cluster, got ${value}`)
       options.redis = value as "single" | "cluster"
     } else if (flag === "--binary") {
-      options.binary = value
+      // Relative to where the command runs, not to where the servers run (a temp dir).
+      options.binary = resolve(value)
+      if (!existsSync(options.binary)) throw new Error(`--binary ${value}: no such file (${options.binary})`)
     } else if (flag === "--scenario") {
       options.scenarios = value.split(",")
       const unknown = options.scenarios.filter((s) => !scenarioNames.includes(s))
@@ -119,13 +122,18 @@ async function main() {
   }
   if (!Bun.which("wrk")) throw new Error("wrk is not installed: apt-get install wrk")
 
-  const pgServer = await startPostgres()
-  const admin = postgres(pgServer.url, { max: 1, onnotice: () => {} })
-  const cleanup: (() => Promise<unknown>)[] = [() => pgServer.stop(), () => admin.end()]
-  const redisTarget = await startRedisTarget(options.redis, cleanup)
+  // Redis and PostgreSQL only when a scenario runs on them.
+  const cleanup: (() => Promise<unknown>)[] = []
+  let services: { pgServer: PostgresServer; admin: postgres.Sql; redisTarget: RedisTarget } | undefined
+  if (options.engines.includes("redis")) {
+    const pgServer = await startPostgres()
+    const admin = postgres(pgServer.url, { max: 1, onnotice: () => {} })
+    cleanup.push(() => pgServer.stop(), () => admin.end())
+    services = { pgServer, admin, redisTarget: await startRedisTarget(options.redis, cleanup) }
+  }
 
   try {
-    const hello = await startServer({}, ["bun", join(import.meta.dir, "hello.ts")])
+    const hello = await startServer({}, ["bun", join(import.meta.dir, "hello.ts")], undefined, { ready: false })
     const helloCpu = cpuMeter({ server: [hello.proc.pid] })
     const baseline = await wrk("hello.lua", hello.base, options.duration, options.connections, options.threads)
     const baselineCpu = helloCpu(baseline.requests)
@@ -137,7 +145,7 @@ async function main() {
     for (const engine of options.engines) {
       for (const scenario of options.scenarios) {
         if (engine === "embedded" && scenario === "instances") continue // one process owns the SQLite file
-        const backend = engine === "redis" ? await redisBackend(scenario, redisTarget, pgServer, admin) : embeddedBackend(options)
+        const backend = engine === "redis" ? await redisBackend(scenario, services!.redisTarget, services!.pgServer, services!.admin) : embeddedBackend(options)
         const result = await runScenario(scenario, options, binary, backend).finally(() => backend.close())
         const ratio = result.wrk.rps / baseline.rps
         const cpuRatio = result.cpu_us.total! / baselineCpu.total!
@@ -175,8 +183,8 @@ type Backend = {
   backlog(): Promise<number>
   /** Per Redis master: script calls and CPU seconds so far. */
   masters?(): Promise<{ port: number; calls: number; cpu: number }[]>
-  /** Redis's own view of the sale, where there is one. */
-  live?(): Promise<{ sold: number; heldPerUser: number }>
+  /** Redis's own view of the sales, where there is one: units sold per sale, and the most one user holds plus bought. */
+  live?(): Promise<{ sold: Map<number, number>; heldPerUser: number }>
   close(): Promise<void>
 }
 
@@ -226,12 +234,12 @@ async function redisBackend(scenario: string, target: RedisTarget, pgServer: Pos
     query: (text) => sql.unsafe(text) as Promise<Record<string, any>[]>,
     backlog: async () => (await journalBacklog(redis)).entries,
     async live() {
-      let sold = 0
+      const sold = new Map<number, number>()
       const perUser = new Map<string, number>()
       // The registry names every part of every sale: a whole sale, or one shard of a split one.
       for (const part of await redis.smembers(saleRegistryKey)) {
-        sold += Number((await redis.hget(statsKey(part), "sold")) ?? 0)
         const sale = saleOfPart(part)
+        sold.set(sale, (sold.get(sale) ?? 0) + Number((await redis.hget(statsKey(part), "sold")) ?? 0))
         for (const [user, value] of Object.entries(await redis.hgetall(usersKey(part)))) perUser.set(`${sale}/${user}`, parseInt(value, 10))
       }
       return { sold, heldPerUser: Math.max(0, ...perUser.values()) }
@@ -351,13 +359,20 @@ async function holdAll(base: string, items: number): Promise<string[]> {
   return codes
 }
 
+/** Answers wrk counted under `kind:` ("checkout:ok", "checkout:sold_out", ...), by outcome; the setup's holds were all granted. */
+function talliesOf(counts: Record<string, number>, kind: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [key, n] of Object.entries(counts)) {
+    if (!key.startsWith(`${kind}:`)) continue
+    const outcome = key.slice(kind.length + 1) === "setup" ? "ok" : key.slice(kind.length + 1)
+    out[outcome] = (out[outcome] ?? 0) + n
+  }
+  return out
+}
+
 async function verify(scenario: string, options: Options, result: WrkResult, backend: Backend, extra: Record<string, unknown>): Promise<string[]> {
-  const violations: string[] = []
   const one = async (text: string) => Number((await backend.query(text))[0]!.n ?? 0)
   const purchases = await one("select count(*) as n from purchases")
-  const items = await one("select count(*) as n from (select distinct sale_id, item_id from purchases) t")
-  const codes = await one("select count(distinct code) as n from purchases")
-  const perUser = await one("select coalesce(max(n), 0) as n from (select count(*) as n from purchases group by sale_id, user_id) t")
   const checkoutRows = await one("select count(*) as n from checkout_attempts")
   const purchaseRows = await one("select count(*) as n from purchase_attempts")
   const live = await backend.live?.()
@@ -365,28 +380,26 @@ async function verify(scenario: string, options: Options, result: WrkResult, bac
   const decidedPurchases = sumOf(result.counts, "purchase:")
   Object.assign(extra, { purchases, checkout_rows: checkoutRows, checkouts_answered: decidedCheckouts, checkouts_sent: result.sent.checkout, purchase_rows: purchaseRows, purchases_answered: decidedPurchases, purchases_sent: result.sent.purchase })
 
-  if (purchases > options.items) violations.push(`oversold: ${purchases} purchases of ${options.items} items`)
-  if (items !== purchases) violations.push(`an item was sold twice: ${purchases} purchases of ${items} distinct items`)
-  if (codes !== purchases) violations.push(`a code was sold twice: ${purchases} purchases with ${codes} distinct codes`)
-  if (perUser > options.limit) violations.push(`a user bought ${perUser} > USER_LIMIT ${options.limit}`)
-  if (live && live.heldPerUser > options.limit) violations.push(`a user holds plus bought ${live.heldPerUser} > USER_LIMIT ${options.limit}`)
-  if (live && live.sold !== purchases) violations.push(`Redis counts ${live.sold} sold, PostgreSQL has ${purchases} purchases`)
-  // wrk drops the answers still in flight when its time is up, so the kept rows lie between what it saw answered and what it sent.
-  if (checkoutRows < decidedCheckouts || checkoutRows > (result.sent.checkout ?? 0)) violations.push(`checkout_attempts has ${checkoutRows} rows; wrk saw ${decidedCheckouts} answered of ${result.sent.checkout} sent`)
-  if (purchaseRows < decidedPurchases || purchaseRows > (result.sent.purchase ?? 0)) violations.push(`purchase_attempts has ${purchaseRows} rows; wrk saw ${decidedPurchases} answered of ${result.sent.purchase} sent`)
+  // The invariants every test checks (test/support/invariants.ts). wrk drops the answers still in flight when its
+  // time is up, so the kept rows lie between what it saw answered and what it sent.
+  const violations = await saleViolations(backend.query, {
+    userLimit: options.limit,
+    tallies: { checkouts: talliesOf(result.counts, "checkout"), purchases: talliesOf(result.counts, "purchase") },
+    attempts: { unanswered: { checkouts: (result.sent.checkout ?? 0) - decidedCheckouts, purchases: (result.sent.purchase ?? 0) - decidedPurchases } },
+    liveSold: live?.sold,
+    soldOut: scenario === "sellout" ? options.items : undefined,
+  })
+  if (live && live.heldPerUser > options.limit) violations.push(`a user holds plus bought ${live.heldPerUser} > USER_LIMIT ${options.limit} in Redis`)
   if (result.counts["other:503:unavailable"]) violations.push(`${result.counts["other:503:unavailable"]} answers were 503`)
   const unexpected = Object.keys(result.counts).filter((k) => k.startsWith("other:") && k !== "other:503:unavailable")
   if (unexpected.length) violations.push(`unexpected answers: ${unexpected.map((k) => `${k} x${result.counts[k]}`).join(", ")}`)
 
-  if (scenario === "sellout") {
-    if (purchases !== options.items) violations.push(`demand exceeded stock but only ${purchases} of ${options.items} sold`)
-    else {
-      const [last] = await backend.query("select max(purchased_at) as at from purchases")
-      const [first] = await backend.query("select min(created_at) as at from checkout_attempts")
-      const seconds = (new Date(last!.at).getTime() - new Date(first!.at).getTime()) / 1000
-      extra.sellout_seconds = Math.round(seconds * 1000) / 1000
-      extra.purchases_per_second = Math.round(options.items / seconds)
-    }
+  if (scenario === "sellout" && purchases === options.items) {
+    const [last] = await backend.query("select max(purchased_at) as at from purchases")
+    const [first] = await backend.query("select min(created_at) as at from checkout_attempts")
+    const seconds = (new Date(last!.at).getTime() - new Date(first!.at).getTime()) / 1000
+    extra.sellout_seconds = Math.round(seconds * 1000) / 1000
+    extra.purchases_per_second = Math.round(options.items / seconds)
   }
   if (scenario === "purchase_storm" && purchases !== extra.codes) violations.push(`${extra.codes} valid codes but ${purchases} purchases`)
   return violations
