@@ -9,6 +9,9 @@
  */
 import { readdirSync } from "node:fs"
 import { codeToStatus } from "./errors"
+import { endpoints, type Endpoint } from "./http/routes"
+
+export type { Endpoint }
 
 export const contentType = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -90,8 +93,6 @@ export function gauge(out: string[], name: string, help: string, values: [labels
   for (const [labels, value] of values) out.push(`${name}${braces(labels)} ${number(value)}`)
 }
 
-export const endpoints = ["checkout", "purchase", "status", "health", "metrics", "events", "page", "other"] as const
-export type Endpoint = (typeof endpoints)[number]
 /** Every answer's outcome: a decision's, an error code, `ok` for other 200s, or /health's status. */
 export const outcomeNames = ["ok", "reserved", "repeated", "purchased", "degraded", "down", ...Object.keys(codeToStatus)] as const
 export type RequestOutcome = "ok" | "reserved" | "repeated" | "purchased" | "degraded" | "down" | keyof typeof codeToStatus
@@ -105,6 +106,7 @@ const expected: Record<Endpoint, readonly string[]> = {
   metrics: ["ok"],
   events: ["ok"],
   page: ["ok"],
+  docs: ["ok"],
   other: ["not_found", "method_not_allowed"],
 }
 

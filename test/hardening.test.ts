@@ -222,9 +222,15 @@ describe("requests of any size and spelling", () => {
     expect((await request(server.base, "POST", "/checkout?user_id=bob&id=1")).status).toBe(200)
   })
 
-  test("within the limits, large headers and a small body are ignored and the request is served", async () => {
+  test("within the limits, large headers are ignored, a small body is read, and one that cannot be read is 400", async () => {
     expect((await send("GET /status HTTP/1.1", [`x-padding: ${"p".repeat(20_000)}`])).status).toBe(200)
-    expect((await send("POST /checkout?user_id=cat&id=2 HTTP/1.1", ["content-type: application/json", "content-length: 5"], "{bad}")).json).toMatchObject({ message: "success" })
+    const json = '{"user_id": "cat", "id": 2}'
+    expect((await send("POST /checkout HTTP/1.1", ["content-type: application/json", `content-length: ${json.length}`], json)).json).toMatchObject({ message: "success", item: { id: 2 } })
+    expect((await send("POST /checkout?user_id=cat&id=3 HTTP/1.1", ["content-type: application/json", "content-length: 5"], "{bad}")).json).toMatchObject({ error: "invalid_request" })
+    // A body sent without a length (chunked) is bounded the same way: 64 KiB at most.
+    const chunk = "x".repeat(70_000)
+    const chunked = await send("POST /checkout HTTP/1.1", ["content-type: application/json", "transfer-encoding: chunked"], `${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`)
+    expect({ status: chunked.status, error: chunked.json?.error }).toEqual({ status: 413, error: "body_too_large" })
   })
 
   test("a path is served as what it means, as a proxy in front would route it", async () => {

@@ -2,7 +2,7 @@
 import type { Config } from "../config"
 import { gauge, labelSets } from "../metrics"
 import { statusBody, type Sample } from "./status"
-import pkg from "../../package.json"
+import { version } from "../version"
 
 /** The backlog the engine's health reports: the Redis ledger's stream, or the embedded engine's uncommitted rows. */
 export function backlogOf(checks: Record<string, unknown>): { entries: number; ageSeconds: number } {
@@ -17,7 +17,7 @@ export type ScrapeExtras = { engine: string; watchers: number; rateLimitEntries:
 
 export function scrapeGauges(sample: Sample, config: Pick<Config, "saleItems" | "salePeriodSeconds">, extras: ScrapeExtras): string[] {
   const out: string[] = []
-  gauge(out, "flashsale_info", "Always 1; the labels say which engine and version this process runs.", [[`engine="${extras.engine}",version="${pkg.version}"`, 1]])
+  gauge(out, "flashsale_info", "Always 1; the labels say which engine and version this process runs.", [[`engine="${extras.engine}",version="${version}"`, 1]])
   const states = labelSets("status", healthStates)
   gauge(out, "flashsale_health_status", "1 for the engine's current health (as /health), 0 for the others.", healthStates.map((s, i) => [states[i]!, sample.health.status === s ? 1 : 0]))
   const backlog = backlogOf(sample.health.checks)

@@ -108,8 +108,8 @@ export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind
   const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now, options.cluster) : embeddedEngine(full, () => clock.now, options.metrics)
   const app = createApp({ engine, config: { ...full, ...options.limits }, log: () => {}, metrics: options.metrics, catalog: options.catalog })
 
-  const call = async (method: string, path: string) => {
-    const response = await app.handle(new Request(`http://localhost${path}`, { method }))
+  const call = async (method: string, path: string, init: { body?: string | FormData; headers?: Record<string, string> } = {}) => {
+    const response = await app.handle(new Request(`http://localhost${path}`, { method, ...init }))
     const text = await response.text()
     return { status: response.status, headers: response.headers, body: text.startsWith("{") ? JSON.parse(text) : text }
   }
