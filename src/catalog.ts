@@ -14,18 +14,18 @@ export function withCatalog(config: Config, given: ReadonlySet<keyof Config>): {
   try {
     text = readFileSync(file, "utf8")
   } catch (error) {
-    throw new ConfigError(`invalid configuration:\n  ${where}: cannot read it (${(error as Error).message})`)
+    throw new ConfigError([`${where}: cannot read it (${(error as Error).message})`])
   }
   let catalog: Catalog
   try {
     catalog = fixedCatalog(parseCatalog(text))
   } catch (error) {
     if (!(error instanceof CatalogProblem)) throw error
-    throw new ConfigError(`invalid configuration:\n  ${where}, line ${error.line}: ${error.message}`)
+    throw new ConfigError([`${where}, line ${error.line}: ${error.message}`])
   }
   const size = catalog.size!
   if (given.has("saleItems") && config.saleItems !== size) {
-    throw new ConfigError(`invalid configuration:\n  SALE_ITEMS (--sale-items) is ${config.saleItems}, but ${where} has ${size} items: leave SALE_ITEMS unset or make them agree`)
+    throw new ConfigError([`SALE_ITEMS (--sale-items) is ${config.saleItems}, but ${where} has ${size} items: leave SALE_ITEMS unset or make them agree`])
   }
   return { config: { ...config, saleItems: size }, catalog }
 }

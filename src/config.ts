@@ -4,6 +4,8 @@ import { displayUrl } from "./redact"
 export type Config = {
   /** HTTP port; 0 picks a free one. */
   port: number
+  /** The address to listen on: 0.0.0.0 (every IPv4 interface), 127.0.0.1 (this machine only), :: (IPv6), ... */
+  host: string
   /** `redis://host:port/db`; with databaseUrl selects the Redis + PostgreSQL engine. */
   redisUrl: string | undefined
   /** `postgres://user:pass@host:port/db`. */
@@ -69,8 +71,15 @@ const url = (schemes: string[]) => (raw: string) => {
 
 const text = (raw: string) => (raw === "" ? new Error("expected a non-empty path") : raw)
 
+/** An IPv4 or IPv6 address, or a host name, as the listener takes it ([::1] is ::1). */
+const address = (raw: string) => {
+  const bare = raw.startsWith("[") && raw.endsWith("]") ? raw.slice(1, -1) : raw
+  return /^[A-Za-z0-9.-]+$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/.test(bare) ? bare : new Error("expected an address to listen on, like 0.0.0.0, 127.0.0.1 or ::")
+}
+
 export const options: Option[] = [
   { env: "PORT", flag: "port", key: "port", default: "8080", help: "HTTP port (0 picks a free one)", parse: integer(0, 65535) },
+  { env: "HOST", flag: "host", key: "host", default: "0.0.0.0", help: "address to listen on (127.0.0.1: this machine only)", parse: address },
   { env: "REDIS_URL", flag: "redis-url", key: "redisUrl", default: "", help: "redis://host:port/db", parse: url(["redis:", "rediss:"]), secret: true },
   { env: "DATABASE_URL", flag: "database-url", key: "databaseUrl", default: "", help: "postgres://user:pass@host:port/db", parse: url(["postgres:", "postgresql:"]), secret: true },
   { env: "DATA_DIR", flag: "data-dir", key: "dataDir", default: "./data", help: "where the embedded engine keeps its SQLite file", parse: text },
@@ -87,22 +96,45 @@ export const options: Option[] = [
   { env: "TRUST_PROXY_HOPS", flag: "trust-proxy-hops", key: "trustProxyHops", default: "0", help: "proxies whose X-Forwarded-For is believed", parse: integer(0, 16) },
 ]
 
-export class ConfigError extends Error {}
+/** One or more settings the server cannot start with; `problems` names each (the message lists them all). */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`)
+  }
+}
 
 /** `given`: the options set by the environment or a flag rather than left at their default. */
-export type Parsed = { help: true } | { help: false; config: Config; given: ReadonlySet<keyof Config> }
+export type Parsed = { help: true } | { help: false; version: boolean; config: Config; given: ReadonlySet<keyof Config> }
+
+/**
+ * Every option read once: the config (a bad value left at its default), the options given, and one line per
+ * problem. The server starts only without problems; the caller adds its own (the catalog, DATA_DIR) first.
+ */
+export type Reading = { help?: true; version?: true; config: Config; given: ReadonlySet<keyof Config>; bad: ReadonlySet<keyof Config>; problems: string[] }
 
 /** Reads every option once; throws one ConfigError naming every bad value. */
 export function parseConfig(argv: string[], env: Record<string, string | undefined>): Parsed {
+  const reading = readOptions(argv, env)
+  if (reading.help) return { help: true }
+  if (reading.problems.length > 0) throw new ConfigError(reading.problems)
+  return { help: false, version: Boolean(reading.version), config: reading.config, given: reading.given }
+}
+
+export function readOptions(argv: string[], env: Record<string, string | undefined>): Reading {
   const raw = new Map<Option, string>()
   const problems: string[] = []
+  let version = false
   for (const option of options) {
     const value = env[option.env]
     if (value !== undefined) raw.set(option, value)
   }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
-    if (arg === "--help" || arg === "-h") return { help: true }
+    if (arg === "--help" || arg === "-h") return { help: true, config: {} as Config, given: new Set(), bad: new Set(), problems: [] }
+    if (arg === "--version" || arg === "-v") {
+      version = true
+      continue
+    }
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg)
     const option = match && options.find((o) => o.flag === match[1])
     if (!option) {
@@ -115,17 +147,23 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     else raw.set(option, value)
   }
   const config = {} as Record<keyof Config, Config[keyof Config]>
+  const bad = new Set<keyof Config>()
   for (const option of options) {
     const value = option.parse(raw.get(option) ?? option.default)
     const given = raw.get(option) ?? ""
-    if (value instanceof Error) problems.push(`${option.env} (--${option.flag}): ${value.message}, got ${JSON.stringify(option.secret ? displayUrl(given) : given)}`)
-    else config[option.key] = value
+    if (value instanceof Error) {
+      problems.push(`${option.env} (--${option.flag}): ${value.message}, got ${JSON.stringify(option.secret ? displayUrl(given) : given)}`)
+      bad.add(option.key)
+      config[option.key] = option.parse(option.default) as Config[keyof Config]
+    } else config[option.key] = value
   }
-  if (problems.length === 0 && Boolean(config.redisUrl) !== Boolean(config.databaseUrl)) {
+  if (!bad.has("redisUrl") && !bad.has("databaseUrl") && Boolean(config.redisUrl) !== Boolean(config.databaseUrl)) {
     problems.push("REDIS_URL and DATABASE_URL: set both (Redis + PostgreSQL engine) or neither (embedded engine), not just one")
+    bad.add("redisUrl")
   }
-  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`)
-  return { help: false, config: config as Config, given: new Set([...raw.keys()].map((o) => o.key)) }
+  const result: Reading = { config: config as Config, given: new Set([...raw.keys()].map((o) => o.key)), bad, problems }
+  if (version) result.version = true
+  return result
 }
 
 export function helpText(): string {

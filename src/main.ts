@@ -1,18 +1,20 @@
-/** The only file with side effects: config -> connect -> prepare -> listen, and a graceful stop. */
-import { isCluster, redisClient } from "./redis/connect"
+/** The only file with side effects: settings -> listen at once -> connect and prepare the engine -> serve, and a graceful stop. */
+import { probeRedis, redisClient } from "./redis/connect"
+import { probePostgres } from "./postgres/connect"
 import postgres from "postgres"
 import { withCatalog } from "./catalog"
-import { ConfigError, helpText, parseConfig, secretValues, type Config } from "./config"
+import { ConfigError, helpText, readOptions, secretValues, type Config } from "./config"
 import { displayUrl, redactDeep, redactor } from "./redact"
 import { createApp } from "./http/app"
 import { metrics } from "./metrics"
-import type { Catalog } from "./sale/catalog"
+import { generatedCatalog, type Catalog } from "./sale/catalog"
 import { createRedisEngine, ShardsMismatch } from "./redis/engine"
 import { createLedgerWriter } from "./redis/ledger"
 import { createEmbeddedEngine } from "./embedded/engine"
-import { openStore } from "./embedded/sqlite"
+import { openStore, type Store } from "./embedded/sqlite"
 import { claimDataDir, DataDirOwned, DataDirUnusable, prepareDataDir, unusableStore, watchClaim } from "./embedded/datadir"
-import type { Engine } from "./sale/engine"
+import { startingEngine, swappable, type Engine, type Verdict } from "./sale/engine"
+import { version } from "./version"
 import { join } from "node:path"
 import http from "node:http"
 import { requestLimits } from "./http/edge"
@@ -27,42 +29,94 @@ for (const event of ["uncaughtException", "unhandledRejection"] as const) {
   })
 }
 
-function readConfig(): { config: Config; catalog: Catalog } {
-  try {
-    const parsed = parseConfig(Bun.argv.slice(2), process.env)
-    if (parsed.help) {
-      process.stdout.write(helpText())
-      process.exit(0)
-    }
-    return withCatalog(parsed.config, parsed.given)
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error
-    refuseToStart(error.message)
-  }
-}
-
-/** Exit status 2, as for every setting the server cannot start with. */
-function refuseToStart(message: string): never {
-  console.error(redact(message))
+/** Exit status 2, as for every setting the server cannot start with: one message naming every one. */
+function refuseToStart(problems: string[]): never {
+  console.error(redact(new ConfigError(problems).message))
   process.exit(2)
 }
 
-async function waitFor<T>(what: string, attempt: () => Promise<T>): Promise<T> {
-  for (let delay = 200; ; delay = Math.min(delay * 2, 5000)) {
-    try {
-      return await attempt()
-    } catch (error) {
-      log(`waiting for ${what}: ${(error as Error).message}`)
-      await Bun.sleep(delay)
-    }
+const portProblems: Record<string, string> = {
+  EADDRINUSE: "the port is in use by another process; stop it or choose another PORT",
+  EACCES: "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE",
+  EADDRNOTAVAIL: "the address is not one of this machine's; choose another HOST",
+}
+const portProblem = (config: Config, error: unknown) => {
+  const code = (error as { code?: string }).code ?? ""
+  const where = code === "EADDRNOTAVAIL" ? `HOST (--host) ${config.host}` : `PORT (--port) ${config.port}`
+  return `${where}: ${portProblems[code] ?? `cannot listen (${code || (error as Error).message})`}`
+}
+
+/** Whether the port can be listened on (without SO_REUSEPORT, so a taken one is found), for a message that names every problem. */
+function portFree(config: Config): string | undefined {
+  try {
+    Bun.serve({ hostname: config.host, port: config.port, reusePort: false, fetch: () => new Response() }).stop(true)
+    return undefined
+  } catch (error) {
+    return portProblem(config, error)
   }
 }
 
-const { config, catalog } = readConfig()
-const stop = config.redisUrl && config.databaseUrl ? await startRedisEngine(config.redisUrl, config.databaseUrl) : await startEmbeddedEngine()
+/** The embedded engine's DATA_DIR, made usable, claimed by this process and its SQLite store open; throws a problem line. */
+function openDataDir(dir: string): Store {
+  try {
+    prepareDataDir(dir)
+    claimDataDir(dir)
+    try {
+      return openStore(join(dir, "flashsale.sqlite"))
+    } catch (error) {
+      throw unusableStore(dir, error)
+    }
+  } catch (error) {
+    if (error instanceof DataDirUnusable) throw new ConfigError([`DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.reason}`])
+    if (error instanceof DataDirOwned) throw new ConfigError([`DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.message}`])
+    throw error
+  }
+}
+
+/** Every setting, checked together: the options, the catalog and the data directory; one message names every problem. */
+function readSettings(): { config: Config; catalog: Catalog; store?: Store } {
+  const reading = readOptions(Bun.argv.slice(2), process.env)
+  if (reading.help) {
+    process.stdout.write(helpText())
+    process.exit(0)
+  }
+  if (reading.version) {
+    console.log(`flashsale ${version}`)
+    process.exit(0)
+  }
+  const problems = [...reading.problems]
+  let config = reading.config
+  let catalog: Catalog = generatedCatalog
+  let store: Store | undefined
+  const collect = (check: () => void) => {
+    try {
+      check()
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error
+      problems.push(...error.problems)
+    }
+  }
+  if (!reading.bad.has("catalogFile")) collect(() => ({ config, catalog } = withCatalog(config, reading.given)))
+  const embedded = !config.redisUrl && !config.databaseUrl && !reading.bad.has("redisUrl") && !reading.bad.has("databaseUrl")
+  if (embedded && !reading.bad.has("dataDir")) collect(() => (store = openDataDir(config.dataDir)))
+  if (problems.length > 0) {
+    const port = reading.bad.has("port") || reading.bad.has("host") ? undefined : portFree(config)
+    refuseToStart(port ? [...problems, port] : problems)
+  }
+  return { config, catalog, store }
+}
+
+const { config, catalog, store } = readSettings()
+const engineName = store ? "embedded" : "redis"
+const holder = swappable(startingEngine(engineName, { waiting_for: "the engine to be prepared" }))
+const app = listen(holder.engine)
+let stopping = false
+/** Stops the engine once it is running; until then there is nothing of it to stop. */
+let stopEngine: () => Promise<void> = async () => {}
+if (store) stopEngine = startEmbeddedEngine(store)
+else void startRedisEngine(config.redisUrl!, config.databaseUrl!).then((stop) => (stopEngine = stop))
 
 const stopWithinMs = 9500
-let stopping = false
 async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
@@ -72,7 +126,9 @@ async function shutdown(signal: string) {
     log(`stopped after ${stopWithinMs} ms with work unfinished`)
     process.exit(0)
   }, stopWithinMs).unref()
-  await stop()
+  app.closeWatchers()
+  await app.server!.stop()
+  await stopEngine()
   log("stopped")
   process.exit(0)
 }
@@ -94,11 +150,8 @@ function served(engine: Engine): Engine {
   })
 }
 
-function listen(engine: Engine, details: string) {
-  const portProblems: Record<string, string> = {
-    EADDRINUSE: "the port is in use by another process; stop it or choose another PORT",
-    EACCES: "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE",
-  }
+/** Listens at once, whatever the engine is waiting for: /health says what that is. */
+function listen(engine: Engine) {
   const app = createApp({ engine: served(engine), config, log, catalog })
   // The runtime's own size limits answer with a bare status: its head limit is raised to ours, and its body
   // limit lifted (below), so that the app refuses what is too large with a JSON body (http/edge.ts).
@@ -106,63 +159,20 @@ function listen(engine: Engine, details: string) {
   try {
     // reusePort off: with it (Elysia's default on Linux) a second server on a taken port starts and the kernel
     // splits the clients between two separate stocks.
-    app.listen({ port: config.port, hostname: "0.0.0.0", reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER })
+    app.listen({ port: config.port, hostname: config.host, reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER })
   } catch (error) {
-    const code = (error as { code?: string }).code ?? ""
-    refuseToStart(`invalid configuration:\n  PORT (--port) ${config.port}: ${portProblems[code] ?? `cannot listen (${code || (error as Error).message})`}`)
+    refuseToStart([portProblem(config, error)])
   }
   metrics.startSampling()
+  const host = app.server!.hostname ?? config.host
+  const shown = host.includes(":") ? `[${host}]` : host
   const items = config.catalogFile ? `catalog ${config.catalogFile} (${catalog.size} items)` : "generated catalog"
-  log(`flashsale listening on http://127.0.0.1:${app.server!.port} (engine ${engine.name}, ${details}, ${items})`)
+  log(`flashsale ${version} listening on http://${shown}:${app.server!.port} (engine ${engineName}, ${items})`)
   return app
 }
 
-async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<() => Promise<void>> {
-  const cluster = await waitFor("redis", () => isCluster(redisUrl))
-  const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
-  const redis = redisClient(redisUrl, cluster, { ...redisOptions, enableAutoPipelining: true })
-  const ledgerRedis = redisClient(redisUrl, cluster, redisOptions)
-  for (const [name, connection] of [["redis", redis], ["ledger redis", ledgerRedis]] as const) {
-    connection.on("error", () => {})
-    connection.on("close", () => log(`${name}: connection lost, reconnecting`))
-  }
-  const sql = postgres(databaseUrl, { max: 4, connect_timeout: 2, idle_timeout: 60, onnotice: () => {} })
-  await waitFor("redis", () => redis.connect())
-  await waitFor("redis", () => ledgerRedis.connect())
-
-  const ledger = createLedgerWriter({ redis: ledgerRedis, sql, commitWaitMs: config.commitWaitMs, log })
-  const engine = createRedisEngine({ redis, sql, ledger, config, log, mode: cluster ? "cluster" : "standalone" })
-  const claim = await waitFor("redis", () => engine.claimShards().then(() => undefined, (error) => (error instanceof ShardsMismatch ? error : Promise.reject(error))))
-  if (claim) refuseToStart(`invalid configuration:\n  SALE_SHARDS (--sale-shards) ${config.saleShards}: ${claim.message}`)
-  await waitFor("the current sale (it may need PostgreSQL to rebuild)", () => engine.prepare())
-  ledger.start()
-  engine.startMaintenance()
-  const app = listen(engine, `redis ${cluster ? "cluster " : ""}${displayUrl(redisUrl)}, postgres ${displayUrl(databaseUrl)}`)
-  return async () => {
-    app.closeWatchers()
-    await app.server!.stop()
-    engine.stopMaintenance()
-    await ledger.stop(6000)
-    await Promise.allSettled([sql.end({ timeout: 1 }), redis.quit(), ledgerRedis.quit()])
-  }
-}
-
-async function startEmbeddedEngine(): Promise<() => Promise<void>> {
+function startEmbeddedEngine(store: Store): () => Promise<void> {
   const path = join(config.dataDir, "flashsale.sqlite")
-  let store: ReturnType<typeof openStore>
-  try {
-    prepareDataDir(config.dataDir)
-    claimDataDir(config.dataDir)
-    try {
-      store = openStore(path)
-    } catch (error) {
-      throw unusableStore(config.dataDir, error)
-    }
-  } catch (error) {
-    if (error instanceof DataDirUnusable) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.reason}`)
-    if (error instanceof DataDirOwned) refuseToStart(`invalid configuration:\n  DATA_DIR (--data-dir) ${JSON.stringify(error.dir)}: ${error.message}`)
-    throw error
-  }
   watchClaim(config.dataDir, () => {
     log(`fatal: ${join(config.dataDir, "owner.lock")} was removed or replaced, so another process may claim DATA_DIR; exiting so that two processes never sell one stock`)
     process.exit(1)
@@ -177,10 +187,67 @@ async function startEmbeddedEngine(): Promise<() => Promise<void>> {
     },
   })
   engine.startMaintenance()
-  const app = listen(engine, `data ${path}`)
+  holder.swap(engine)
+  log(`engine embedded ready: data ${path}`)
+  return async () => engine.close()
+}
+
+/** Retries `attempt` while its failure is one waiting can fix, saying in /health what it waits for; a wrong setting is exit 2. */
+async function waitFor<T>(what: string, address: string, attempt: () => Promise<T>, variable?: string): Promise<T> {
+  let said = ""
+  for (let delay = 200; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await attempt()
+    } catch (error) {
+      const verdict: Verdict = (error as { verdict?: Verdict }).verdict ?? { kind: "wait", reason: (error as Error).message }
+      if (verdict.kind === "wrong" && variable) refuseToStart([`${variable}: ${verdict.reason}`])
+      holder.waitingFor({ waiting_for: what, address, error: verdict.reason })
+      if (verdict.reason !== said) log(`waiting for ${what} at ${address}: ${verdict.reason}`)
+      said = verdict.reason
+      await Bun.sleep(delay)
+    }
+  }
+}
+
+async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<() => Promise<void>> {
+  const [redisShown, postgresShown] = [displayUrl(redisUrl), displayUrl(databaseUrl)]
+  // Both at once, so that one message names both when both are wrong.
+  const [redisFirst, postgresFirst] = await Promise.allSettled([probeRedis(redisUrl), probePostgres(databaseUrl)])
+  const wrong = [
+    ...(redisFirst.status === "rejected" && redisFirst.reason.verdict?.kind === "wrong" ? [`REDIS_URL (--redis-url) ${redisShown}: ${redisFirst.reason.verdict.reason}`] : []),
+    ...(postgresFirst.status === "rejected" && postgresFirst.reason.verdict?.kind === "wrong" ? [`DATABASE_URL (--database-url) ${postgresShown}: ${postgresFirst.reason.verdict.reason}`] : []),
+  ]
+  if (wrong.length > 0) refuseToStart(wrong)
+  if (postgresFirst.status === "rejected") {
+    // Unreachable is not wrong: the engine sells from its journal meanwhile (health degraded); a wrong answer once it is reachable stops the start.
+    log(`PostgreSQL (${postgresShown}) is unreachable: ${postgresFirst.reason.message}; selling from the Redis journal until it answers`)
+    void waitFor("PostgreSQL", postgresShown, () => probePostgres(databaseUrl), `DATABASE_URL (--database-url) ${postgresShown}`).then(() => log(`PostgreSQL (${postgresShown}) answers`))
+  }
+  const { cluster } = redisFirst.status === "fulfilled" ? redisFirst.value : await waitFor("Redis", redisShown, () => probeRedis(redisUrl), `REDIS_URL (--redis-url) ${redisShown}`)
+  const redisOptions = { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000 }
+  const redis = redisClient(redisUrl, cluster, { ...redisOptions, enableAutoPipelining: true })
+  const ledgerRedis = redisClient(redisUrl, cluster, redisOptions)
+  for (const [name, connection] of [["redis", redis], ["ledger redis", ledgerRedis]] as const) {
+    connection.on("error", () => {})
+    // A clean stop closes the connections on purpose: that is not worth a line.
+    connection.on("close", () => stopping || log(`${name}: connection lost, reconnecting`))
+  }
+  const sql = postgres(databaseUrl, { max: 4, connect_timeout: 2, idle_timeout: 60, onnotice: () => {} })
+  await waitFor("Redis", redisShown, () => redis.connect())
+  await waitFor("Redis", redisShown, () => ledgerRedis.connect())
+
+  const ledger = createLedgerWriter({ redis: ledgerRedis, sql, commitWaitMs: config.commitWaitMs, log })
+  const engine = createRedisEngine({ redis, sql, ledger, config, log, mode: cluster ? "cluster" : "standalone" })
+  const claim = await waitFor("Redis", redisShown, () => engine.claimShards().then(() => undefined, (error) => (error instanceof ShardsMismatch ? error : Promise.reject(error))))
+  if (claim) refuseToStart([`SALE_SHARDS (--sale-shards) ${config.saleShards}: ${claim.message}`])
+  await waitFor("the current sale to be ready (a rebuild needs PostgreSQL)", postgresShown, () => engine.prepare())
+  ledger.start()
+  engine.startMaintenance()
+  holder.swap(engine)
+  log(`engine redis ready: redis ${cluster ? "cluster " : ""}${redisShown}, postgres ${postgresShown}`)
   return async () => {
-    app.closeWatchers()
-    await app.server!.stop()
-    engine.close()
+    engine.stopMaintenance()
+    await ledger.stop(6000)
+    await Promise.allSettled([sql.end({ timeout: 1 }), redis.quit(), ledgerRedis.quit()])
   }
 }

@@ -76,7 +76,11 @@ export function redactor(urls: (string | undefined)[]): (text: string) => string
   return (text) => {
     let out = text
     for (const secret of secrets) out = out.split(secret).join(hidden)
-    return out.replace(urlInText, (url) => (mayHoldSecret(url) ? displayUrl(url) : url))
+    return out.replace(urlInText, (match) => {
+      // Punctuation after a URL in a sentence ("at redis://h:1: refused", "(postgres://h/db)") is not part of it.
+      const url = match.replace(/[).,;:]+$/, "")
+      return (mayHoldSecret(url) ? displayUrl(url) : url) + match.slice(url.length)
+    })
   }
 }
 

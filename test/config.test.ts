@@ -11,7 +11,7 @@ const parse = (argv: string[], env: Record<string, string> = both) => {
 
 describe("configuration", () => {
   test("defaults follow the contract", () => {
-    expect(parse([], {})).toEqual({ port: 8080, redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, saleShards: 1, commitWaitMs: 50,
+    expect(parse([], {})).toEqual({ port: 8080, host: "0.0.0.0", redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, saleShards: 1, commitWaitMs: 50,
       catalogFile: undefined, rateLimitPerUser: 20, rateLimitPerIp: 0, rateLimitBurstSeconds: 2, trustProxyHops: 0 })
   })
 

@@ -41,3 +41,42 @@ export class UnavailableError extends Error {
     super(message)
   }
 }
+
+/** Why a backend (Redis, PostgreSQL) cannot be used at start: `wrong` if waiting cannot fix it (its URL must change), `wait` if it may come up. */
+export type Verdict = { kind: "wrong" | "wait"; reason: string }
+
+/** What an engine that is not ready yet waits for, as /health shows it (addresses in their display form). */
+export type Waiting = { waiting_for: string; address?: string; error?: string }
+
+/** The engine while the server starts: it cannot sell yet, and its health says what it waits for. */
+export function startingEngine(name: string, initial: Waiting): Engine & { waitingFor(waiting: Waiting): void } {
+  let waiting: Waiting & { since: string } = { ...initial, since: new Date().toISOString() }
+  const notYet = () => Promise.reject(new UnavailableError(`the server is starting: waiting for ${waiting.waiting_for}`, 2))
+  return {
+    name,
+    checkout: notYet,
+    purchase: notYet,
+    status: notYet,
+    health: async () => ({ status: "down", checks: { engine: name, starting: waiting } }),
+    waitingFor(next) {
+      if (next.waiting_for !== waiting.waiting_for || next.error !== waiting.error) waiting = { ...next, since: new Date().toISOString() }
+    },
+  }
+}
+
+/**
+ * An engine whose every call goes to the engine of the moment: the starting one, then the real one once it is
+ * ready, so that the server can listen (and say in /health what it waits for) before it can sell.
+ */
+export function swappable(initial: ReturnType<typeof startingEngine>): { engine: Engine; swap(next: Engine): void; waitingFor(waiting: Waiting): void } {
+  let target: Engine = initial
+  const engine = { name: initial.name } as Engine
+  for (const key of Object.keys(initial) as (keyof Engine)[]) {
+    if (typeof initial[key] === "function") (engine as Record<string, unknown>)[key] = (...args: unknown[]) => (target[key] as (...a: unknown[]) => unknown)(...args)
+  }
+  return {
+    engine,
+    swap: (next) => void (target = next),
+    waitingFor: (waiting) => initial.waitingFor(waiting),
+  }
+}

@@ -9,11 +9,14 @@ export type ServerProcess = {
   stop(signal?: NodeJS.Signals | number): Promise<number>
 }
 
+export const sourceCommand = ["bun", join(import.meta.dir, "..", "..", "src", "main.ts")]
+
 /**
- * Starts the server with `env` over this process's environment. Admission control is off unless `env` sets
+ * Starts the server with `env` over this process's environment, and resolves once its engine is ready (the log
+ * says so), or, with `ready: false`, as soon as it listens. Admission control is off unless `env` sets
  * RATE_LIMIT_PER_USER: these servers serve robots (the fault tests' shoppers make ~100 requests per second per user).
  */
-export async function startServer(env: Record<string, string>, command = ["bun", join(import.meta.dir, "..", "..", "src", "main.ts")], cwd?: string): Promise<ServerProcess> {
+export async function startServer(env: Record<string, string>, command = sourceCommand, cwd?: string, { ready = true } = {}): Promise<ServerProcess> {
   const proc = Bun.spawn(command, { env: { ...process.env, PORT: "0", RATE_LIMIT_PER_USER: "0", ...env }, stdout: "pipe", stderr: "pipe", cwd })
   let output = ""
   const base = await new Promise<string>((resolve, reject) => {
@@ -22,10 +25,12 @@ export async function startServer(env: Record<string, string>, command = ["bun",
       const decoder = new TextDecoder()
       for await (const chunk of stream) {
         output += decoder.decode(chunk)
-        const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
-        if (match) {
+        const match = /listening on http:\/\/(\S+):(\d+)\b/.exec(output)
+        if (match && (!ready || /engine \w+ ready/.test(output))) {
           clearTimeout(timer)
-          resolve(match[1]!)
+          // Every interface includes loopback.
+          const host = ["0.0.0.0", "[::]"].includes(match[1]!) ? "127.0.0.1" : match[1]!
+          resolve(`http://${host}:${match[2]}`)
         }
       }
     }

@@ -2,7 +2,7 @@
  * Throwaway redis-server and postgres for the tests: free ports, temp data dirs,
  * stopped afterwards. As root, postgres runs as the `postgres` user (it refuses root).
  */
-import { mkdtempSync, rmSync, chownSync, readdirSync, existsSync, readFileSync } from "node:fs"
+import { mkdtempSync, rmSync, chownSync, readdirSync, existsSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import Redis from "ioredis"
@@ -107,8 +107,11 @@ function processTree(root: number): number[] {
   return out
 }
 
-/** initdb into a temp dir and start postgres on a free port; halt()/start() stop it and bring it back with its data. */
-export async function startPostgres(): Promise<PostgresServer> {
+/**
+ * initdb into a temp dir and start postgres on a free port; halt()/start() stop it and bring it back with its data.
+ * With `password`, TCP connections must give it (scram-sha-256), as on a real server.
+ */
+export async function startPostgres({ password }: { password?: string } = {}): Promise<PostgresServer> {
   const bin = postgresBin()
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), "fs-pg-"))
@@ -120,14 +123,19 @@ export async function startPostgres(): Promise<PostgresServer> {
     const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
     if (code !== 0) throw new Error(`${args.slice(0, 2).join(" ")} failed (${code}): ${err || out}`)
   }
-  await run([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])
+  const auth = password === undefined ? ["-A", "trust"] : ["--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${join(dir, "pw")}`]
+  if (password !== undefined) {
+    writeFileSync(join(dir, "pw"), `${password}\n`)
+    if (isRoot) chownSync(join(dir, "pw"), uidOf("postgres"), gidOf("postgres"))
+  }
+  await run([join(bin, "initdb"), "-D", data, "-U", "postgres", ...auth, "--no-sync", "-E", "UTF8"])
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200`
   const start = () => run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "postgres.log"), "-o", options, "-w", "-t", "30", "start"])
   const halt = () => run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
   await start()
   const pid = () => (existsSync(join(data, "postmaster.pid")) ? Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]) : undefined)
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres${password === undefined ? "" : `:${encodeURIComponent(password)}`}@127.0.0.1:${port}/postgres`,
     /** The postmaster's pid, from its pid file. */
     pid,
     signal(signal) {
