@@ -1,85 +1,137 @@
 --[[
-  init_sale: initialise a sale once, empty or from what PostgreSQL kept.
+  init_sale: initialise a part of a sale once, empty or from what the durable store kept.
 
-  Used for a sale that has not started yet (empty) and to rebuild a sale after
-  Redis lost its state. Does nothing if the sale is already initialised, so
-  several instances may race to prepare or rebuild the same sale.
+  Used for a sale that has not started yet (empty) and to rebuild a part after Redis lost it (or holds a layout
+  of an earlier version). Does nothing if the part is already initialised, so several instances may race to
+  prepare or rebuild the same sale. A rebuild follows src/sale/rules.ts's restoreSale: a unit kept as sold
+  stays sold, and of two holds of one unit the later one is kept.
 
-  KEYS[1..6] the sale's keys, as listed in prelude.lua
-  ARGV[1]    now_ms      Unix ms; '' uses Redis TIME (production)
-  ARGV[2]    sale_id     the sale to initialise (KEYS belong to it)
-  ARGV[3]    period_ms   length of a sale in ms
-  ARGV[4]    mode        'empty': only allowed before the sale starts, since
-                         nothing can have happened in it yet; 'rebuild': from
-                         the snapshot that follows; 'empty-shard' and
-                         'rebuild-shard': the same for one shard of a split
-                         sale (src/redis/shards.ts), whose users are counted
-                         from the last section, not from its purchases and holds
-  ARGV[5..8] counters: checkouts_ok, checkouts_rejected, purchases_ok, purchases_rejected
-  ARGV[9]    P, the number of purchases, followed by P groups of
-             item_id, user_id, code, purchased_ms
-  then       H, the number of live holds, followed by H groups of
-             item_id, user_id, code, expires_ms
-  then       (shards only) U, the number of users, followed by U pairs of
-             user_id, the users hash's value (lua/shard_slot.lua)
+  KEYS[1..8] the part's keys, as listed in prelude.lua
+  ARGV[1]  now_ms     Unix ms; '' uses Redis TIME (production)
+  ARGV[2]  sale_id    the sale (KEYS belong to it)
+  ARGV[3]  mode       'empty': only before the sale starts, since nothing can have happened in it yet;
+                      'rebuild': from the snapshot that follows
+  ARGV[4]  settings   "starts|closes|paused|limit|hold|rev" (ms, ms, 0/1, units per user, ms, revision)
+  ARGV[5]  uniform    "n|stock|per_user": items 1..n alike, kept without a record each; "0|0|0" otherwise
+  ARGV[6]  items      the part's items when not uniform: "id:stock:per_user:ix" joined by ","
+  ARGV[7]  split      "shards|shard": 1|0 for a whole sale; a shard counts its users from the section below
+  ARGV[8..11] counters: checkouts_ok, checkouts_rejected, purchases_ok, purchases_rejected
+  ARGV[12] P, the number of units sold, followed by P groups of item_id, unit, user_id, code, purchased_ms
+  then     H, the number of live holds (by expiry), followed by H groups of item_id, unit, user_id, code, expires_ms
+  then     (a shard of a split sale) U, the number of users, followed by U pairs of user_id, the users hash's value
 
   Returns:
      1  initialised
      0  already initialised: nothing changed
     -1  refused: 'empty' for a sale that has already started
 ]]
-local saleId, periodMs, mode = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local checkoutsOk, checkoutsRejected, purchasesOk, purchasesRejected = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local firstGroup = 9
-
-if rcall('EXISTS', statsKey) == 1 then return 0 end
+local mode = ARGV[3]
+if rcall('HGET', stateKey, 'v') == layout then return 0 end
 local now = clock(ARGV[1])
-local sharded = mode == 'empty-shard' or mode == 'rebuild-shard'
-local countsUsers = not sharded
-if (mode == 'empty' or mode == 'empty-shard') and saleId <= math.floor(now / periodMs) then return -1 end
-rcall('DEL', itemsKey, codesKey, usersKey, expKey)
+local starts, closes, paused, limit, hold, rev = string.match(ARGV[4], '^(%d+)|(%d+)|(%d)|(%d+)|(%d+)|(%d+)$')
+if mode == 'empty' and now >= tonumber(starts) then return -1 end
+local n, dstock, dper = string.match(ARGV[5], '^(%d+)|(%d+)|(%d+)$')
+local shards, shard = string.match(ARGV[7], '^(%d+)|(%d+)$')
+n, dstock, dper, shards, shard = tonumber(n), tonumber(dstock), tonumber(dper), tonumber(shards), tonumber(shard)
+-- Everything of an earlier life of this part goes, the stats of an earlier layout included; the journal stays.
+rcall('DEL', itemsKey, codesKey, usersKey, expKey, stateKey, freeKey, availKey)
+local st = {n = n, dstock = dstock, dper = dper, shards = shards, shard = shard, split = shards > 1}
 
-local i = firstGroup
-local purchases = tonumber(ARGV[i])
-for _ = 1, purchases do
-  local item, user, code, at = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  rcall('HSET', itemsKey, item, 's|' .. user .. '|' .. code)
-  rcall('HSET', codesKey, code, 'p|' .. item .. '|' .. at .. '|' .. user)
-  if countsUsers then rcall('HINCRBY', usersKey, user, 1) end
-  i = i + 4
+-- The items and what is available of each.
+local units, avail = 0, {}
+local function packed(v) return string.char(math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256) end
+if n > 0 then
+  local count = 0
+  if shard < n then count = math.floor((n - 1 - shard) / shards) + 1 end
+  units = count * dstock
+  rcall('SET', availKey, string.rep(packed(dstock), count))
+else
+  local fields = {}
+  for id, stock, per, ix in string.gmatch(ARGV[6], '(%d+):(%d+):(%d+):(%d+)') do
+    fields[#fields + 1] = id
+    fields[#fields + 1] = stock .. '|' .. per .. '|0|0|1|' .. ix
+    avail[tonumber(ix) + 1] = packed(tonumber(stock))
+    units = units + tonumber(stock)
+    if #fields >= 1000 then
+      rcall('HSET', itemsKey, unpack(fields))
+      fields = {}
+    end
+  end
+  if #fields > 0 then rcall('HSET', itemsKey, unpack(fields)) end
+  rcall('SET', availKey, table.concat(avail))
+end
+
+-- What the store kept: units sold, then the live holds.
+local used, touched, holdings = {}, {}, {}
+local function use(item, unit)
+  used[item] = used[item] or {}
+  if used[item][unit] then return false end
+  used[item][unit] = true
+  return true
+end
+local function countHolding(item, user, code)
+  local key = item .. '|' .. user
+  local h = holdings[key] or {count = 0, code = ''}
+  h.count = h.count + 1
+  if code then h.code = code end
+  holdings[key] = h
+  if not st.split then rcall('HINCRBY', usersKey, user, 1) end
+end
+local i = 12
+local sold, held, nextExp = 0, 0, 0
+for _ = 1, tonumber(ARGV[i]) do
+  local item, unit, user, code, at = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local it = touched[item] or getItem(st, item)
+  if it and use(item, unit) then
+    touched[item] = it
+    it.sold = it.sold + 1
+    putCode(code, 'p', item, unit, tonumber(at), user)
+    countHolding(item, user, nil)
+    sold = sold + 1
+  end
+  i = i + 5
 end
 i = i + 1
-local holds, live, nextExp = tonumber(ARGV[i]), 0, 0
-for _ = 1, holds do
-  local item, user, code, expires = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  -- A store read at a time slightly off the deciding master's clock may have an item sold, or held
-  -- twice (an old hold about to expire, and a newer one): a sold item stays sold, the later hold wins.
-  local before = rcall('HGET', itemsKey, item)
-  if not before or string.sub(before, 1, 1) ~= 's' then
-    if before then
-      local oldUser, oldCode = string.match(before, '^h|%d+|([^|]+)|(.+)$')
-      rcall('HDEL', codesKey, oldCode)
-      rcall('ZREM', expKey, oldCode)
-      if countsUsers and rcall('HINCRBY', usersKey, oldUser, -1) <= 0 then rcall('HDEL', usersKey, oldUser) end
-      live = live - 1
-    end
-    rcall('HSET', itemsKey, item, 'h|' .. expires .. '|' .. user .. '|' .. code)
-    rcall('HSET', codesKey, code, 'h|' .. item .. '|' .. expires .. '|' .. user)
-    rcall('ZADD', expKey, expires, code)
-    if countsUsers then rcall('HINCRBY', usersKey, user, 1) end
-    if nextExp == 0 or tonumber(expires) < nextExp then nextExp = tonumber(expires) end
-    live = live + 1
-  end
-  i = i + 4
+local groups, latest = {}, {}
+for g = 1, tonumber(ARGV[i]) do
+  local item, unit = ARGV[i + 1 + (g - 1) * 5], ARGV[i + 2 + (g - 1) * 5]
+  latest[item .. ':' .. unit] = g
 end
-if sharded then
-  i = i + 1
+for g = 1, tonumber(ARGV[i]) do
+  local j = i + (g - 1) * 5
+  local item, unit, user, code, expires = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]), ARGV[j + 3], ARGV[j + 4], tonumber(ARGV[j + 5])
+  local it = touched[item] or getItem(st, item)
+  if it and latest[ARGV[j + 1] .. ':' .. ARGV[j + 2]] == g and use(item, unit) then
+    touched[item] = it
+    it.held = it.held + 1
+    putCode(code, 'h', item, unit, expires, user)
+    rcall('ZADD', expKey, expires, code)
+    countHolding(item, user, code)
+    held = held + 1
+    if nextExp == 0 or expires < nextExp then nextExp = expires end
+  end
+end
+i = i + 1 + tonumber(ARGV[i]) * 5
+
+-- Units below the highest one in use that are not in use are free again.
+for item, it in pairs(touched) do
+  local highest = 0
+  for unit in pairs(used[item]) do if unit > highest then highest = unit end end
+  it.next = highest + 1
+  for unit = 1, highest do if not used[item][unit] then returnUnit(item, unit) end end
+  putItem(item, it)
+end
+for key, h in pairs(holdings) do rcall('HSET', itemsKey, key, h.count .. '|' .. h.code) end
+
+if st.split then
   for _ = 1, tonumber(ARGV[i]) do
     rcall('HSET', usersKey, ARGV[i + 1], ARGV[i + 2])
     i = i + 2
   end
-  rcall('HSET', statsKey, 'shards', 1)
 end
--- Written last: the stats hash is what marks the sale as initialised.
-rcall('HSET', statsKey, 'sold', purchases, 'held', live, 'c_ok', checkoutsOk, 'c_rej', checkoutsRejected, 'p_ok', purchasesOk, 'p_rej', purchasesRejected, 'next_exp', ms(nextExp))
+-- Written last: the state hash, with the layout version, is what marks the part as initialised.
+rcall('HSET', stateKey, 'starts', starts, 'closes', closes, 'paused', paused, 'limit', limit, 'hold', hold, 'rev', rev,
+  'n', n, 'dstock', dstock, 'dper', dper, 'shards', shards, 'shard', shard,
+  'sold', sold, 'held', held, 'units', units, 'c_ok', ARGV[8], 'c_rej', ARGV[9], 'p_ok', ARGV[10], 'p_rej', ARGV[11],
+  'next_exp', ms(nextExp), 'v', layout)
 return 1

@@ -1,34 +1,47 @@
 --[[
   prelude: shared by every script, prepended to each one when it is registered.
 
-  Names the keys of one sale (the same KEYS order in every script; one hash tag
-  per sale, so a call touches one slot), and defines the helpers every script
-  uses. ARGV follows one convention everywhere: ARGV[1] now_ms, ARGV[2] sale_id,
-  ARGV[3] period_ms, then the script's own arguments.
+  Names the keys of one part of a sale (the whole sale, or one shard of a split one: src/redis/keys.ts),
+  in the same KEYS order in every script (one hash tag per part, so a call touches one slot), and holds
+  the one codec of what each key keeps. ARGV follows one convention: ARGV[1] now_ms, ARGV[2] sale_id,
+  then the script's own arguments.
 
-  Keys of one sale:
-    KEYS[1] items  hash   item id -> "h|expires_ms|user|code" (held) or "s|user|code" (sold)
-    KEYS[2] codes  hash   code -> "h|item|expires_ms|user" (held) or "p|item|purchased_ms|user" (sold)
-    KEYS[3] users  hash   user id -> purchases plus live holds
+  Keys of one part:
+    KEYS[1] items  hash   <item id>          -> item record  "stock|per_user|sold|held|next|ix"
+                          <item id>|<user>   -> holding      "count|code"
+    KEYS[2] codes  hash   code -> code record "h|item|unit|expires_ms|user" (held), "t|..." (held tentatively,
+                          split sales), "p|item|unit|purchased_ms|user" (sold)
+    KEYS[3] users  hash   user id -> purchases plus live holds (a user shard of a split sale: lua/shard_slot.lua)
     KEYS[4] exp    zset   code of each live hold, scored by its expiry (ms)
-    KEYS[5] stats  hash   sold, held, c_ok, c_rej, p_ok, p_rej, next_exp; exists once the sale is initialised
-    KEYS[6] log    stream the journal: one entry per decision (src/redis/journal.ts names its fields)
+    KEYS[5] state  hash   the settings and counters (below); exists once the part is initialised
+    KEYS[6] log    stream the journal: one entry per script call (src/redis/journal.ts names its fields)
+    KEYS[7] free   zset   units handed out and returned, "<item>:<unit>" scored item * 2^21 + unit, so that an
+                          item's lowest returned unit is one ZRANGEBYSCORE
+    KEYS[8] avail  string units neither sold nor held, per item, a 32-bit big-endian number at the item's ix
+                          (its place among the part's items): what /items reads, whole, once a second
 
-  A sale split into shards (SALE_SHARDS > 1, src/redis/shards.ts) has these keys once per shard. A
-  shard's items, codes and exp hold its own items, which may also be held tentatively ("t|..." in
-  items and codes, in the same shape as "h|...") while the holder's slot is taken on the user's shard;
-  its users hash counts the users of that shard (lua/shard_slot.lua says how); its stats hash has
-  `shards` set.
+  An item record counts its units: `sold`, `held` (live and tentative holds), `next` (the lowest unit never
+  handed out: units below it that are not in use are in `free`). A hold takes the lowest free unit. Items
+  of a uniform sale (ids 1..n alike: the recurring sale) get their record when first touched.
+  A holding counts one user's purchases plus live holds of one item, and names their live hold's code:
+  a user holds at most one unit of an item at a time (checking it out again returns the same code).
 
-  sweep() returns every hold whose expiry is at or before `now` to stock: the
-  item is free again, the holder's per-user count drops by one, and the code is
-  forgotten (a purchase with it gets code_not_found). Every decision sweeps
-  first, so an expired hold is never visible to a decision, whether or not the
-  background release has run. stats.next_exp is a lower bound on the earliest
-  expiry (0: no holds), so most calls skip the sweep without touching exp.
+  state fields:
+    starts, closes      ms: checkouts are taken from starts until closes (the end, or an operator's end)
+    paused              1: checkouts are refused with sale_paused (purchases go on)
+    limit, hold         purchases plus live holds per user; ms a hold lives
+    rev                 revision of the settings (src/sale/sales.ts): an older one is never applied
+    n, dstock, dper     uniform items: ids 1..n with this stock and per-user limit (n = 0: every item has a record)
+    shards, shard       a shard of a split sale: how many, and which (its items are those at ix * shards + shard)
+    sold, held, units   units sold, units held (not tentative ones), units in all
+    c_ok, c_rej, p_ok, p_rej   decisions counted
+    next_exp            a lower bound on the earliest expiry (0: no holds), so most calls skip the sweep
+    v                   the layout version (`layout`, set by src/redis/scripts.ts from keys.ts): a part an
+                        earlier version wrote lacks it and is rebuilt
 ]]
 local rcall = redis.call
-local itemsKey, codesKey, usersKey, expKey, statsKey, logKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local itemsKey, codesKey, usersKey, expKey, stateKey, logKey, freeKey, availKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local unitSpan = 2097152 -- 2^21: units per item in the free set's scores (stock is at most 1,000,000)
 
 local function clock(nowArg)
   if nowArg ~= '' then return tonumber(nowArg) end
@@ -38,28 +51,122 @@ end
 
 local function ms(n) return string.format('%.0f', n) end
 
--- Releases the holds expired at `now`; returns how many, and the new lower bound on the earliest expiry.
-local function sweep(now, nextExp)
-  if nextExp == 0 or nextExp > now then return 0, nextExp end
-  -- A shard of a split sale counts its holders on their own shards, which learn of an expiry when they ask.
-  local countsUsers = rcall('HEXISTS', statsKey, 'shards') == 0
+-- The part's settings and counters, read once per call; nil if the part is not initialised (or an earlier layout).
+local stateFields = {'starts', 'closes', 'paused', 'limit', 'hold', 'n', 'dstock', 'dper', 'shards', 'shard', 'sold', 'held', 'units', 'next_exp', 'v'}
+local function readState()
+  local s = rcall('HMGET', stateKey, unpack(stateFields))
+  if s[15] ~= layout then return nil end
+  return {
+    starts = tonumber(s[1]), closes = tonumber(s[2]), paused = s[3] == '1', limit = tonumber(s[4]), hold = tonumber(s[5]),
+    n = tonumber(s[6]), dstock = tonumber(s[7]), dper = tonumber(s[8]), shards = tonumber(s[9] or 1), shard = tonumber(s[10] or 0),
+    sold = tonumber(s[11]), held = tonumber(s[12]), units = tonumber(s[13]), nextExp = tonumber(s[14]), split = tonumber(s[9] or 1) > 1,
+  }
+end
+
+-- Item records. A uniform item without a record yet has all of its units free.
+local function getItem(st, id)
+  local v = rcall('HGET', itemsKey, id)
+  if v then
+    local stock, per, sold, held, nxt, ix = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
+    return {stock = tonumber(stock), per = tonumber(per), sold = tonumber(sold), held = tonumber(held), next = tonumber(nxt), ix = tonumber(ix)}
+  end
+  if st.n > 0 and id >= 1 and id <= st.n and (id - 1) % st.shards == st.shard then
+    return {stock = st.dstock, per = st.dper, sold = 0, held = 0, next = 1, ix = math.floor((id - 1) / st.shards)}
+  end
+  return nil
+end
+
+local function putItem(id, it)
+  rcall('HSET', itemsKey, id, it.stock .. '|' .. it.per .. '|' .. it.sold .. '|' .. it.held .. '|' .. it.next .. '|' .. it.ix)
+  rcall('BITFIELD', availKey, 'SET', 'u32', '#' .. it.ix, it.stock - it.sold - it.held)
+end
+
+-- Holdings: one user's units of one item, and their live hold's code ('' if none).
+local function getHolding(id, user)
+  local v = rcall('HGET', itemsKey, id .. '|' .. user)
+  if not v then return 0, '' end
+  local count, code = string.match(v, '^(%d+)|(.*)$')
+  return tonumber(count), code
+end
+
+local function putHolding(id, user, count, code)
+  if count <= 0 then rcall('HDEL', itemsKey, id .. '|' .. user) else rcall('HSET', itemsKey, id .. '|' .. user, count .. '|' .. code) end
+end
+
+-- Code records.
+local function getCode(code)
+  local kind, item, unit, t, user = string.match(rcall('HGET', codesKey, code) or '', '^([htp])|(%d+)|(%d+)|(%d+)|(.+)$')
+  if not kind then return nil end
+  return kind, tonumber(item), tonumber(unit), tonumber(t), user
+end
+
+local function putCode(code, kind, item, unit, t, user)
+  rcall('HSET', codesKey, code, kind .. '|' .. item .. '|' .. unit .. '|' .. ms(t) .. '|' .. user)
+end
+
+-- Units: the lowest free one taken, one given back, the stock lowered.
+local function takeUnit(id, it)
+  local base = id * unitSpan
+  local first = rcall('ZRANGEBYSCORE', freeKey, base, base + unitSpan - 1, 'LIMIT', 0, 1)[1]
+  if first then
+    rcall('ZREM', freeKey, first)
+    return tonumber(string.match(first, ':(%d+)$'))
+  end
+  local unit = it.next
+  it.next = it.next + 1
+  return unit
+end
+
+local function returnUnit(id, unit)
+  rcall('ZADD', freeKey, id * unitSpan + unit, id .. ':' .. unit)
+end
+
+-- The highest unit of the item sold or held (0 if none): free units at the top of what was handed out do not count.
+local function highestInUse(id, it)
+  local unit = it.next - 1
+  while unit > 0 and rcall('ZSCORE', freeKey, id .. ':' .. unit) do unit = unit - 1 end
+  return unit
+end
+
+-- A live or tentative hold that ends unbought (expired, released, or refused at its settling): its unit goes
+-- back to stock and its user's counts drop. A user shard of a split sale counts its users itself.
+local function endHold(st, code, kind, item, unit, expires, user)
+  rcall('HDEL', codesKey, code)
+  rcall('ZREM', expKey, code)
+  local it = getItem(st, item)
+  if it then
+    it.held = it.held - 1
+    if unit <= it.stock then returnUnit(item, unit) end
+    putItem(item, it)
+  end
+  local count, live = getHolding(item, user)
+  if live == code then live = '' end
+  putHolding(item, user, count - 1, live)
+  if not st.split and rcall('HINCRBY', usersKey, user, -1) <= 0 then rcall('HDEL', usersKey, user) end
+  -- A tentative hold was never counted as held.
+  if kind == 'h' then return 1 end
+  return 0
+end
+
+-- Releases the holds expired at `now`: the unit is free again, the holder's counts drop, and the code is
+-- forgotten (a purchase with it gets code_not_found). Every decision sweeps first, so an expired hold is never
+-- visible to a decision, whether or not the background release has run. Returns how many it released.
+local function sweep(st, now)
+  if st.nextExp == 0 or st.nextExp > now then return 0 end
   local released = 0
   for _, code in ipairs(rcall('ZRANGEBYSCORE', expKey, '-inf', now)) do
-    local kind, item, expires, user = string.match(rcall('HGET', codesKey, code) or '', '^([ht])|(%d+)|(%d+)|(.+)$')
-    if item then
-      rcall('HDEL', codesKey, code)
-      if rcall('HGET', itemsKey, item) == kind .. '|' .. expires .. '|' .. user .. '|' .. code then rcall('HDEL', itemsKey, item) end
-      if countsUsers and rcall('HINCRBY', usersKey, user, -1) <= 0 then rcall('HDEL', usersKey, user) end
-      -- A tentative hold was never counted as held.
-      if kind == 'h' then released = released + 1 end
-    end
+    local kind, item, unit, expires, user = getCode(code)
+    if kind == 'h' or kind == 't' then released = released + endHold(st, code, kind, item, unit, expires, user) end
   end
   rcall('ZREMRANGEBYSCORE', expKey, '-inf', now)
   local first = rcall('ZRANGE', expKey, 0, 0, 'WITHSCORES')
-  nextExp = tonumber(first[2] or 0)
-  rcall('HSET', statsKey, 'next_exp', ms(nextExp))
-  if released > 0 then rcall('HINCRBY', statsKey, 'held', -released) end
-  return released, nextExp
+  st.nextExp = tonumber(first[2] or 0)
+  rcall('HSET', stateKey, 'next_exp', ms(st.nextExp))
+  if released > 0 then
+    rcall('HINCRBY', stateKey, 'held', -released)
+    st.held = st.held - released
+  end
+  return released
 end
 
 -- A user's entry on a user shard of a split sale (lua/shard_slot.lua), "n|code:expires_ms|...": n, whether
@@ -78,13 +185,13 @@ local function slotsOf(value, code, now)
   return n, listed, kept, expired
 end
 
--- The opening of a checkout call: the keys must be the current sale's, initialised; then it sweeps.
--- Returns the items sold and the bound on the earliest expiry, or, when it cannot decide, nil and the reply to give.
-local function openSale(now, saleId, periodMs)
-  local current = math.floor(now / periodMs)
-  if current ~= saleId then return nil, nil, {-10, ms(current)} end
-  local stats = rcall('HMGET', statsKey, 'sold', 'next_exp')
-  if not stats[1] then return nil, nil, {-11} end
-  local _, nextExp = sweep(now, tonumber(stats[2]))
-  return tonumber(stats[1]), nextExp
+-- The opening of a checkout call: the part must be initialised and open at `now`; then it sweeps.
+-- Returns the state, or, when it cannot decide, nil and the reply to give: {-11} not initialised,
+-- {-10, now_ms} not open at now (the server finds the sale that is, by its schedule).
+local function openSale(now)
+  local st = readState()
+  if not st then return nil, {-11} end
+  if now < st.starts or now >= st.closes then return nil, {-10, ms(now)} end
+  sweep(st, now)
+  return st
 end

@@ -1,6 +1,6 @@
 --[[
   shard_slot: the second step of a checkout in a split sale, on the user's shard: takes a slot of the
-  user's USER_LIMIT for a tentative hold (lua/shard_hold.lua).
+  sale's per-user limit for a tentative hold (lua/shard_hold.lua).
 
   A user shard's users hash maps user id -> "n|code:expires_ms|code:expires_ms...": n counts the user's
   purchases plus holds, and the listed codes are the holds among them not yet known to be bought or
@@ -9,10 +9,9 @@
   matters: a user at the limit with such holds is not refused until the server has asked their item
   shards (lua/shard_verify.lua) and recorded the answers here (lua/shard_unslot.lua).
 
-  KEYS[1..6] the user shard's keys, as listed in prelude.lua
-  ARGV[1..3] now_ms, sale_id, period_ms (unused: each request brings the time of its hold)
-  ARGV[4] user_limit  purchases plus live holds allowed per user
-  ARGV[5..] one group of five per request: user_id, code and expires_ms of its tentative hold, the
+  KEYS[1..8] the user shard's keys, as listed in prelude.lua
+  ARGV[1..2] now_ms, sale_id (unused: each request brings the time of its hold; the limit is the sale's, in state)
+  ARGV[3..] one group of five per request: user_id, code and expires_ms of its tentative hold, the
             time the hold was made at, flags ('x': the user's expired holds were asked about already,
             so what is still listed is live: refuse instead of asking again)
 
@@ -24,9 +23,10 @@
   A hold already listed was counted when this shard was rebuilt from the item shards while the hold was
   still tentative (redis/shards.ts): it is decided again, against the user's other purchases and holds.
 ]]
-local userLimit = tonumber(ARGV[4])
-local firstRequest = 5
-if rcall('EXISTS', statsKey) == 0 then return {-11} end
+local firstRequest = 3
+local st = readState()
+if not st then return {-11} end
+local userLimit = st.limit
 
 local out = {0}
 for i = firstRequest, #ARGV, 5 do

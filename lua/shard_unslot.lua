@@ -3,15 +3,15 @@
   that was bought stays counted but is no longer listed; a hold that ended unbought, or whose checkout
   was refused or lost, frees its slot.
 
-  KEYS[1..6] the user shard's keys, as listed in prelude.lua
-  ARGV[1..3] now_ms, sale_id, period_ms (unused: kept for the common ARGV order)
-  ARGV[4..] one triple per hold: user_id, code, verdict ('p' bought, 'r' slot freed)
+  KEYS[1..8] the user shard's keys, as listed in prelude.lua
+  ARGV[1..2] now_ms, sale_id (unused: kept for the common ARGV order)
+  ARGV[3..] one triple per hold: user_id, code, verdict ('p' bought, 'r' slot freed)
 
   Returns the number of slots freed, or -11 if the shard is not initialised (a rebuild counts from the
   item shards, so nothing is lost by not recording).
 ]]
-local firstHold = 4
-if rcall('EXISTS', statsKey) == 0 then return -11 end
+local firstHold = 3
+if not readState() then return -11 end
 local freed = 0
 for i = firstHold, #ARGV, 3 do
   local user, code, verdict = ARGV[i], ARGV[i + 1], ARGV[i + 2]

@@ -34,6 +34,14 @@ export type Config = {
   rateLimitBurstSeconds: number
   /** Proxies in front of the server whose X-Forwarded-For is believed; 0 ignores the header. */
   trustProxyHops: number
+  /** recurring: a sale every period, aligned to the epoch; planned: only the sales operators create. */
+  saleSchedule: "recurring" | "planned"
+  /** The operator API's bearer token (at least 32 characters); unset: /admin is 404. */
+  adminToken: string | undefined
+  /** A file holding the token instead (read at start). */
+  adminTokenFile: string | undefined
+  /** Origins a storefront may call the public endpoints from (CORS), or "*" for any; empty: none. */
+  corsOrigins: string[]
 }
 
 type Option = {
@@ -43,7 +51,7 @@ type Option = {
   default: string
   help: string
   parse: (raw: string) => Config[keyof Config] | Error
-  /** May hold a password: a bad value is shown only in its display form (src/redact.ts). */
+  /** May hold a password: a bad value is shown only in its display form (src/redact.ts), or not at all. */
   secret?: true
 }
 
@@ -71,6 +79,26 @@ const url = (schemes: string[]) => (raw: string) => {
 
 const text = (raw: string) => (raw === "" ? new Error("expected a non-empty path") : raw)
 
+const oneOf = <T extends string>(...values: T[]) => (raw: string) => ((values as string[]).includes(raw) ? (raw as T) : new Error(`expected ${values.join(" or ")}`))
+
+/** A token long enough that guessing it is hopeless. */
+const token = (raw: string) => (raw === "" ? undefined : raw.length >= 32 && !/\s/.test(raw) ? raw : new Error("expected at least 32 characters without spaces (openssl rand -hex 32 makes one)"))
+
+/** "*", or origins like https://shop.example (scheme, host, optional port; no path). */
+const origins = (raw: string) => {
+  const list = raw.split(",").map((o) => o.trim()).filter(Boolean)
+  if (list.length === 1 && list[0] === "*") return list
+  const bad = list.filter((o) => {
+    try {
+      const u = new URL(o)
+      return !/^https?:$/.test(u.protocol) || u.origin !== o.replace(/\/$/, "")
+    } catch {
+      return true
+    }
+  })
+  return bad.length > 0 ? new Error(`expected * or origins like https://shop.example (no path), separated by commas; not ${bad.join(", ")}`) : list.map((o) => o.replace(/\/$/, ""))
+}
+
 /** An IPv4 or IPv6 address, or a host name, as the listener takes it ([::1] is ::1). */
 const address = (raw: string) => {
   const bare = raw.startsWith("[") && raw.endsWith("]") ? raw.slice(1, -1) : raw
@@ -94,6 +122,10 @@ export const options: Option[] = [
   { env: "RATE_LIMIT_PER_IP", flag: "rate-limit-per-ip", key: "rateLimitPerIp", default: "0", help: "requests per second per client IP (0: off)", parse: integer(0, 1_000_000) },
   { env: "RATE_LIMIT_BURST_SECONDS", flag: "rate-limit-burst-seconds", key: "rateLimitBurstSeconds", default: "2", help: "a client may burst to rate x this", parse: integer(1, 3600) },
   { env: "TRUST_PROXY_HOPS", flag: "trust-proxy-hops", key: "trustProxyHops", default: "0", help: "proxies whose X-Forwarded-For is believed", parse: integer(0, 16) },
+  { env: "SALE_SCHEDULE", flag: "sale-schedule", key: "saleSchedule", default: "recurring", help: "recurring (a sale every period) or planned (the sales operators create)", parse: oneOf("recurring", "planned") },
+  { env: "ADMIN_TOKEN", flag: "admin-token", key: "adminToken", default: "", help: "the operator API's bearer token, 32+ characters (unset: /admin is off)", parse: token, secret: true },
+  { env: "ADMIN_TOKEN_FILE", flag: "admin-token-file", key: "adminTokenFile", default: "", help: "a file holding the operator API's token", parse: (raw) => raw || undefined },
+  { env: "CORS_ORIGINS", flag: "cors-origins", key: "corsOrigins", default: "", help: "origins allowed to call the public endpoints from a browser, or *", parse: origins },
 ]
 
 /** One or more settings the server cannot start with; `problems` names each (the message lists them all). */
@@ -152,10 +184,15 @@ export function readOptions(argv: string[], env: Record<string, string | undefin
     const value = option.parse(raw.get(option) ?? option.default)
     const given = raw.get(option) ?? ""
     if (value instanceof Error) {
-      problems.push(`${option.env} (--${option.flag}): ${value.message}, got ${JSON.stringify(option.secret ? displayUrl(given) : given)}`)
+      const shown = option.secret ? (option.key === "adminToken" ? `${given.length} characters` : JSON.stringify(displayUrl(given))) : JSON.stringify(given)
+      problems.push(`${option.env} (--${option.flag}): ${value.message}, got ${shown}`)
       bad.add(option.key)
       config[option.key] = option.parse(option.default) as Config[keyof Config]
     } else config[option.key] = value
+  }
+  if (config.adminToken && config.adminTokenFile) {
+    problems.push("ADMIN_TOKEN and ADMIN_TOKEN_FILE: set one, not both")
+    bad.add("adminToken")
   }
   if (!bad.has("redisUrl") && !bad.has("databaseUrl") && Boolean(config.redisUrl) !== Boolean(config.databaseUrl)) {
     problems.push("REDIS_URL and DATABASE_URL: set both (Redis + PostgreSQL engine) or neither (embedded engine), not just one")

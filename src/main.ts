@@ -16,11 +16,16 @@ import { claimDataDir, DataDirOwned, DataDirUnusable, prepareDataDir, unusableSt
 import { startingEngine, swappable, type Engine, type Verdict } from "./sale/engine"
 import { version } from "./version"
 import { join } from "node:path"
+import { readFileSync } from "node:fs"
 import http from "node:http"
 import { requestLimits } from "./http/edge"
 
-/** Every line the process writes goes through this: no password of a configured URL, in any spelling, and no userinfo of any URL. */
-const redact = redactor(secretValues(Bun.argv.slice(2), process.env))
+/**
+ * Every line the process writes goes through this: no password of a configured URL and no operator token, in
+ * any spelling, and no userinfo of any URL. ADMIN_TOKEN_FILE's token joins it once read.
+ */
+const secrets = secretValues(Bun.argv.slice(2), process.env)
+let redact = redactor(secrets)
 const log = (message: string) => console.log(`${new Date().toISOString()} ${redact(message)}`)
 for (const event of ["uncaughtException", "unhandledRejection"] as const) {
   process.on(event, (error) => {
@@ -73,8 +78,23 @@ function openDataDir(dir: string): Store {
   }
 }
 
+/** The operator's token from ADMIN_TOKEN_FILE (its first line); throws a problem line. */
+function tokenFromFile(path: string): string {
+  const where = `ADMIN_TOKEN_FILE (--admin-token-file) ${path}`
+  let text: string
+  try {
+    text = readFileSync(path, "utf8")
+  } catch (error) {
+    throw new ConfigError([`${where}: cannot read it (${(error as { code?: string }).code ?? (error as Error).message})`])
+  }
+  const token = text.split(/\r?\n/)[0]!.trim()
+  redact = redactor([...secrets, token])
+  if (token.length < 32 || /\s/.test(token)) throw new ConfigError([`${where}: expected a token of at least 32 characters without spaces on its first line (openssl rand -hex 32 makes one)`])
+  return token
+}
+
 /** Every setting, checked together: the options, the catalog and the data directory; one message names every problem. */
-function readSettings(): { config: Config; catalog: Catalog; store?: Store } {
+function readSettings(): { config: Config; catalog: Catalog; store?: Store; adminToken?: string } {
   const reading = readOptions(Bun.argv.slice(2), process.env)
   if (reading.help) {
     process.stdout.write(helpText())
@@ -97,16 +117,18 @@ function readSettings(): { config: Config; catalog: Catalog; store?: Store } {
     }
   }
   if (!reading.bad.has("catalogFile")) collect(() => ({ config, catalog } = withCatalog(config, reading.given)))
+  let adminToken = config.adminToken
+  if (config.adminTokenFile && !reading.bad.has("adminToken")) collect(() => (adminToken = tokenFromFile(config.adminTokenFile!)))
   const embedded = !config.redisUrl && !config.databaseUrl && !reading.bad.has("redisUrl") && !reading.bad.has("databaseUrl")
   if (embedded && !reading.bad.has("dataDir")) collect(() => (store = openDataDir(config.dataDir)))
   if (problems.length > 0) {
     const port = reading.bad.has("port") || reading.bad.has("host") ? undefined : portFree(config)
     refuseToStart(port ? [...problems, port] : problems)
   }
-  return { config, catalog, store }
+  return { config, catalog, store, adminToken }
 }
 
-const { config, catalog, store } = readSettings()
+const { config, catalog, store, adminToken } = readSettings()
 const engineName = store ? "embedded" : "redis"
 const holder = swappable(startingEngine(engineName, { waiting_for: "the engine to be prepared" }))
 const app = listen(holder.engine)
@@ -152,7 +174,7 @@ function served(engine: Engine): Engine {
 
 /** Listens at once, whatever the engine is waiting for: /health says what that is. */
 function listen(engine: Engine) {
-  const app = createApp({ engine: served(engine), config, log, catalog })
+  const app = createApp({ engine: served(engine), config: { ...config, adminToken }, log })
   // The runtime's own size limits answer with a bare status: its head limit is raised to ours, and its body
   // limit lifted (below), so that the app refuses what is too large with a JSON body (http/edge.ts).
   ;(http as { maxHeaderSize: number }).maxHeaderSize = requestLimits.headBytes
@@ -180,6 +202,7 @@ function startEmbeddedEngine(store: Store): () => Promise<void> {
   const engine = createEmbeddedEngine({
     store,
     config,
+    catalog,
     log,
     onFatal: (error) => {
       log(`fatal: ${error.message}; exiting so that a restart recovers from ${path}`)
@@ -237,10 +260,10 @@ async function startRedisEngine(redisUrl: string, databaseUrl: string): Promise<
   await waitFor("Redis", redisShown, () => ledgerRedis.connect())
 
   const ledger = createLedgerWriter({ redis: ledgerRedis, sql, commitWaitMs: config.commitWaitMs, log })
-  const engine = createRedisEngine({ redis, sql, ledger, config, log, mode: cluster ? "cluster" : "standalone" })
+  const engine = createRedisEngine({ redis, sql, ledger, config, catalog, log, mode: cluster ? "cluster" : "standalone" })
   const claim = await waitFor("Redis", redisShown, () => engine.claimShards().then(() => undefined, (error) => (error instanceof ShardsMismatch ? error : Promise.reject(error))))
   if (claim) refuseToStart([`SALE_SHARDS (--sale-shards) ${config.saleShards}: ${claim.message}`])
-  await waitFor("the current sale to be ready (a rebuild needs PostgreSQL)", postgresShown, () => engine.prepare())
+  await waitFor(config.saleSchedule === "planned" ? "PostgreSQL, to read the planned sales and prepare the current one" : "the current sale to be ready (a rebuild needs PostgreSQL)", postgresShown, () => engine.prepare())
   ledger.start()
   engine.startMaintenance()
   holder.swap(engine)

@@ -94,12 +94,12 @@ export function gauge(out: string[], name: string, help: string, values: [labels
 }
 
 /** Every answer's outcome: a decision's, an error code, `ok` for other 200s, or /health's status. */
-export const outcomeNames = ["ok", "reserved", "repeated", "purchased", "degraded", "down", ...Object.keys(codeToStatus)] as const
-export type RequestOutcome = "ok" | "reserved" | "repeated" | "purchased" | "degraded" | "down" | keyof typeof codeToStatus
+export const outcomeNames = ["ok", "not_modified", "reserved", "repeated", "purchased", "degraded", "down", ...Object.keys(codeToStatus)] as const
+export type RequestOutcome = "ok" | "not_modified" | "reserved" | "repeated" | "purchased" | "degraded" | "down" | keyof typeof codeToStatus
 
 /** The outcomes each endpoint can answer with, rendered even while zero so that rate() has a start. */
 const expected: Record<Endpoint, readonly string[]> = {
-  checkout: ["reserved", "repeated", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "rate_limited", "invalid_request", "unavailable"],
+  checkout: ["reserved", "repeated", "unknown_item", "sold_out", "sale_paused", "item_sold", "item_reserved", "user_limit", "no_active_sale", "rate_limited", "invalid_request", "unavailable"],
   purchase: ["purchased", "code_not_found", "code_used", "rate_limited", "invalid_request", "unavailable"],
   status: ["ok", "unavailable"],
   health: ["ok", "degraded", "down"],
@@ -107,6 +107,8 @@ const expected: Record<Endpoint, readonly string[]> = {
   events: ["ok"],
   page: ["ok"],
   docs: ["ok"],
+  items: ["ok", "not_modified", "unknown_item", "invalid_request"],
+  admin: ["ok", "unauthorized", "rate_limited", "invalid_request", "not_found"],
   other: ["not_found", "method_not_allowed"],
 }
 

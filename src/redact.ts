@@ -69,10 +69,16 @@ function mayHoldSecret(raw: string): boolean {
 
 const urlInText = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi
 
-/** A function that takes every secret of these URLs, and the userinfo and secret parameters of any URL, out of a text. */
-export function redactor(urls: (string | undefined)[]): (text: string) => string {
+/**
+ * A function that takes every secret of these values out of a text: the password and secret parameters of a
+ * URL, or the whole of a value that is not a URL (a token), in every spelling; and the userinfo and secret
+ * parameters of any URL.
+ */
+export function redactor(values: (string | undefined)[]): (text: string) => string {
+  const isUrl = (v: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(v)
+  const secretsOfValue = (v: string) => (isUrl(v) ? secretsOf(v) : [v, encodeURIComponent(v)])
   // A secret shorter than 4 characters is left to the URL layer: hiding every "pw" in a log line would garble it.
-  const secrets = urls.flatMap((url) => (url ? secretsOf(url) : [])).filter((s) => s.length >= 4).sort((a, b) => b.length - a.length)
+  const secrets = values.flatMap((v) => (v ? secretsOfValue(v) : [])).filter((s) => s.length >= 4).sort((a, b) => b.length - a.length)
   return (text) => {
     let out = text
     for (const secret of secrets) out = out.split(secret).join(hidden)

@@ -30,7 +30,10 @@ test("the binary is healthy, sells an item and serves its docs from a directory 
   expect(held).toMatchObject({ status: 200, body: { item: { id: 4 } } })
   expect(await request(server.base, "POST", `/purchase?code=${held.body.code}`)).toMatchObject({ status: 200, body: { user_id: "ann" } })
   const docs = await request(server.base, "GET", "/swagger/json")
-  expect(Object.keys(docs.body.paths).sort()).toEqual(["/checkout", "/events", "/health", "/metrics", "/purchase", "/status"])
+  expect(Object.keys(docs.body.paths).sort()).toEqual([
+    "/admin/actions", "/admin/sales", "/admin/sales/{id}", "/admin/sales/{id}/end", "/admin/sales/{id}/pause", "/admin/sales/{id}/resume",
+    "/checkout", "/events", "/health", "/items", "/items/{id}", "/metrics", "/purchase", "/status",
+  ])
   const ui = await fetch(`${server.base}/swagger/scalar.js`)
   expect(ui.status).toBe(200)
   expect((await ui.arrayBuffer()).byteLength).toBeGreaterThan(100_000)

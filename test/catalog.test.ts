@@ -38,16 +38,27 @@ describe("parsing", () => {
   test("CSV: a header naming id, name and image in any order, optional price, quoted fields, CRLF and a BOM", () => {
     const text = '\uFEFFname,image,id,price\r\n"Mug, large",https://shop.example/mug.jpg,2,12.50\r\n"The ""Best"" Kettle",/img/kettle.png,1,\r\n\r\n'
     expect(parseCatalog(text)).toEqual([
-      { id: 2, name: "Mug, large", image: "https://shop.example/mug.jpg", price: 12.5 },
-      { id: 1, name: 'The "Best" Kettle', image: "/img/kettle.png" },
+      { id: 2, name: "Mug, large", image: "https://shop.example/mug.jpg", price: 12.5, stock: 1, perUser: 1 },
+      { id: 1, name: 'The "Best" Kettle', image: "/img/kettle.png", stock: 1, perUser: 1 },
     ])
+  })
+
+  test("stock and per_user columns give an item units and a per-user limit (1 each when absent)", () => {
+    const csv = "id,name,image,stock,per_user\n1,Sneaker,/s.jpg,500,2\n2,Sock,/k.jpg,,\n"
+    expect(parseCatalog(csv)).toEqual([
+      { id: 1, name: "Sneaker", image: "/s.jpg", stock: 500, perUser: 2 },
+      { id: 2, name: "Sock", image: "/k.jpg", stock: 1, perUser: 1 },
+    ])
+    expect(parseCatalog('{"id": 1, "name": "Cap", "image": "/c.jpg", "stock": 20, "per_user": 3}')).toEqual([{ id: 1, name: "Cap", image: "/c.jpg", stock: 20, perUser: 3 }])
+    expect(problem("id,name,image,stock\n1,Cap,/c.jpg,0\n")).toEqual({ line: 2, message: 'item 1: stock "0" is not a whole number from 1 to 1000000' })
+    expect(problem('{"id": 1, "name": "Cap", "image": "/c.jpg", "per_user": 1.5}')).toEqual({ line: 1, message: "item 1: per_user 1.5 is not a whole number from 1 to 1000000" })
   })
 
   test("JSON lines, recognised by the first character", () => {
     const text = '{"id": 1, "name": "Lamp", "image": "https://shop.example/lamp.jpg", "price": 30}\n\n{"id": "2", "name": "Pen", "image": "/pen.jpg"}\n'
     expect(parseCatalog(text)).toEqual([
-      { id: 1, name: "Lamp", image: "https://shop.example/lamp.jpg", price: 30 },
-      { id: 2, name: "Pen", image: "/pen.jpg" },
+      { id: 1, name: "Lamp", image: "https://shop.example/lamp.jpg", price: 30, stock: 1, perUser: 1 },
+      { id: 2, name: "Pen", image: "/pen.jpg", stock: 1, perUser: 1 },
     ])
   })
 
@@ -75,7 +86,7 @@ describe("parsing", () => {
     const { config, catalog } = withCatalog({ ...parsed([]), catalogFile: path }, new Set())
     const ms = performance.now() - started
     expect(config.saleItems).toBe(100_000)
-    expect(catalog.itemOf(1, 99_999)).toEqual({ id: 99_999, name: "Item number 99999, blue", image: "https://shop.example/items/99999.jpg", price: 499.99 })
+    expect(catalog.itemOf(1, 99_999)).toEqual({ id: 99_999, name: "Item number 99999, blue", image: "https://shop.example/items/99999.jpg", price: 499.99, stock: 1, perUser: 1 })
     expect(ms).toBeLessThan(500)
   })
 })
@@ -110,8 +121,8 @@ for (const engine of engines) describe(`${engine} engine`, () => {
   let h: Harness
   beforeAll(async () => {
     const items = [
-      { id: 1, name: "Walnut Desk Lamp", image: "https://shop.example/lamp.jpg", price: 49 },
-      { id: 2, name: "Linen Apron", image: "/img/apron.jpg" },
+      { id: 1, name: "Walnut Desk Lamp", image: "https://shop.example/lamp.jpg", price: 49, stock: 1, perUser: 1 },
+      { id: 2, name: "Linen Apron", image: "/img/apron.jpg", stock: 1, perUser: 1 },
     ]
     h = await harness({ saleItems: 2 }, engine, { catalog: fixedCatalog(items) })
   })

@@ -30,7 +30,7 @@ test("a granted hold and a purchase are in PostgreSQL by the time they are answe
 test("PostgreSQL refuses a second sale of an item: the purchase is not a sale, a replay of the first is harmless", async () => {
   const env = await isolated()
   cleanups.push(() => env.close())
-  const sale = (code: string, eventId: string): PurchaseRecord => ({ kind: "purchase", saleId: 9, eventId, code, outcome: "purchased", userId: code, itemId: 3, at: 1_800_000_000_000 })
+  const sale = (code: string, eventId: string): PurchaseRecord => ({ kind: "purchase", saleId: 9, eventId, code, outcome: "purchased", userId: code, itemId: 3, unit: 1, at: 1_800_000_000_000 })
   expect([...(await writeRecords(env.sql, [sale("first", "1-0")]))]).toEqual([])
   expect([...(await writeRecords(env.sql, [sale("first", "1-0")]))]).toEqual([])
   expect([...(await writeRecords(env.sql, [sale("second", "2-0")]))]).toEqual(["second"])

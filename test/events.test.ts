@@ -8,9 +8,12 @@ import { sampler, type Sample } from "../src/http/status"
 import { createMetrics } from "../src/metrics"
 import type { Engine, SaleStatus } from "../src/sale/engine"
 import { harness, serve, type Harness } from "./support/harness"
+import { recurringSale } from "../src/sale/sales"
+import { generatedCatalog } from "../src/sale/catalog"
 import { startServer } from "./support/process"
 
-const saleStatus = (sold: number): SaleStatus => ({ saleId: 7, now: Date.now(), itemsSold: sold, itemsReserved: 0, checkouts: { accepted: sold, rejected: 0 }, purchases: { accepted: sold, rejected: 0 } })
+const sale = recurringSale(7, { periodMs: 3_600_000, saleItems: 5, userLimit: 10, holdMs: 60_000, catalog: generatedCatalog })
+const saleStatus = (sold: number): SaleStatus => ({ sale, state: "active", now: Date.now(), itemsTotal: 5, itemsSold: sold, itemsReserved: 0, checkouts: { accepted: sold, rejected: 0 }, purchases: { accepted: sold, rejected: 0 } })
 
 /** Reads `n` data messages from an event stream, as parsed JSON. */
 async function messages(body: ReadableStream<Uint8Array>, n: number): Promise<any[]> {
@@ -38,7 +41,7 @@ describe("the feed", () => {
   test("every watcher gets the same messages, from one engine sample per tick however many watch", async () => {
     let samples = 0
     const sample = async (): Promise<Sample> => ({ at: Date.now(), status: saleStatus(++samples), statusError: undefined, health: { status: "ok", checks: {} } })
-    const feed = liveFeed({ sample, config: { saleItems: 100, salePeriodSeconds: 3600 }, metrics: createMetrics(), engine: "test", intervalMs: 40 })
+    const feed = liveFeed({ sample, metrics: createMetrics(), engine: "test", intervalMs: 40 })
     const watchers = Array.from({ length: 5 }, () => feed.subscribe())
     expect(watchers[0]!.headers.get("content-type")).toContain("text/event-stream")
     expect(feed.watchers).toBe(5)
@@ -52,7 +55,7 @@ describe("the feed", () => {
 
   test("an engine that cannot tell the status still gets its health pushed, with the reason", async () => {
     const sample = async (): Promise<Sample> => ({ at: Date.now(), status: undefined, statusError: "Redis is unreachable", health: { status: "down", checks: {} } })
-    const feed = liveFeed({ sample, config: { saleItems: 100, salePeriodSeconds: 3600 }, metrics: createMetrics(), engine: "redis", intervalMs: 40 })
+    const feed = liveFeed({ sample, metrics: createMetrics(), engine: "redis", intervalMs: 40 })
     const [first] = await messages(feed.subscribe().body!, 1)
     expect(first).toMatchObject({ health: "down", error: "Redis is unreachable", engine: "redis" })
     expect(first.items_sold).toBeUndefined()
@@ -61,7 +64,7 @@ describe("the feed", () => {
 
   test("close() ends every open stream", async () => {
     const sample = async (): Promise<Sample> => ({ at: Date.now(), status: saleStatus(0), statusError: undefined, health: { status: "ok", checks: {} } })
-    const feed = liveFeed({ sample, config: { saleItems: 100, salePeriodSeconds: 3600 }, metrics: createMetrics(), engine: "test", intervalMs: 40 })
+    const feed = liveFeed({ sample, metrics: createMetrics(), engine: "test", intervalMs: 40 })
     const reader = feed.subscribe().body!.getReader()
     await reader.read()
     feed.close()

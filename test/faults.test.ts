@@ -118,7 +118,7 @@ test("Redis restarted empty: the sale is rebuilt from PostgreSQL before the serv
     checkouts: { accepted: before.checkouts.accepted + 1, rejected: before.checkouts.rejected + 3 },
     purchases: { accepted: 3, rejected: 0 },
   })
-  expect(s.output()).toContain("rebuilt from PostgreSQL (2 sold, 1 live holds)")
+  expect(s.output()).toContain("rebuilt from PostgreSQL (2 units sold, 1 live holds)")
 }, 60_000)
 
 test("embedded: kill -9 under load, then restart: every answer the clients saw is kept, nothing is oversold", async () => {

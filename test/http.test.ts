@@ -145,6 +145,7 @@ for (const engine of engines) describe(`${engine} engine`, () => {
       expect(status).toBe(200)
       expect(body).toEqual({
         sale_id: saleId(),
+        name: `Sale ${saleId()}`,
         started_at: new Date(saleId() * period).toISOString(),
         ends_at: new Date((saleId() + 1) * period).toISOString(),
         seconds_remaining: Math.ceil(((saleId() + 1) * period - h.clock.now) / 1000),
@@ -187,9 +188,12 @@ for (const engine of engines) describe(`${engine} engine`, () => {
     test("documents every endpoint and, for each, its error codes", async () => {
       const { status, body } = await h.call("GET", "/swagger/json")
       expect(status).toBe(200)
-      expect(Object.keys(body.paths).sort()).toEqual(["/checkout", "/events", "/health", "/metrics", "/purchase", "/status"])
+      expect(Object.keys(body.paths).sort()).toEqual([
+        "/admin/actions", "/admin/sales", "/admin/sales/{id}", "/admin/sales/{id}/end", "/admin/sales/{id}/pause", "/admin/sales/{id}/resume",
+        "/checkout", "/events", "/health", "/items", "/items/{id}", "/metrics", "/purchase", "/status",
+      ])
       const codes = (op: any) => Object.values(op.responses).flatMap((r: any) => r.content?.["application/json"]?.schema?.properties?.error?.enum ?? [])
-      expect(codes(body.paths["/checkout"].post).sort()).toEqual(["body_too_large", "invalid_request", "item_reserved", "item_sold", "rate_limited", "sold_out", "unavailable", "unknown_item", "url_too_long", "user_limit"])
+      expect(codes(body.paths["/checkout"].post).sort()).toEqual(["body_too_large", "invalid_request", "item_reserved", "item_sold", "no_active_sale", "rate_limited", "sale_paused", "sold_out", "unavailable", "unknown_item", "url_too_long", "user_limit"])
       expect(codes(body.paths["/purchase"].post).sort()).toEqual(["body_too_large", "code_not_found", "code_used", "invalid_request", "rate_limited", "unavailable", "url_too_long"])
       for (const code of codes(body.paths["/checkout"].post)) expect(body.paths["/checkout"].post.responses[codeToStatus[code as keyof typeof codeToStatus]]).toBeDefined()
       expect(Object.keys(body.paths["/checkout"].post.responses[200].content["application/json"].schema.properties).sort()).toEqual(["code", "expires_at", "item", "message", "sale_id"])

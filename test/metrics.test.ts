@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createEmbeddedEngine } from "../src/embedded/engine"
+import { generatedCatalog } from "../src/sale/catalog"
 import { openStore } from "../src/embedded/sqlite"
 import { codeToStatus } from "../src/errors"
 import { createMetrics, outcomeNames, type Metrics } from "../src/metrics"
@@ -115,11 +116,11 @@ describe("embedded engine work", () => {
   test("each SQLite commit is timed and sized, and a sale read back from the file counts as a rebuild", async () => {
     const dir = mkdtempSync(join(tmpdir(), "fs-metrics-"))
     const path = join(dir, "flashsale.sqlite")
-    const config = { saleItems: 10, userLimit: 3, salePeriodSeconds: 3600, holdSeconds: 60 }
+    const config = { saleItems: 10, userLimit: 3, salePeriodSeconds: 3600, holdSeconds: 60, saleSchedule: "recurring" as const }
     const now = () => 1_900_000_000_000
     try {
       const first = createMetrics()
-      const engine = createEmbeddedEngine({ store: openStore(path), config, now, metrics: first, log: () => {} })
+      const engine = createEmbeddedEngine({ store: openStore(path), config, catalog: generatedCatalog, now, metrics: first, log: () => {} })
       await Promise.all([engine.checkout("ann", 1), engine.checkout("bob", 2), engine.checkout("cat", 3)])
       await engine.checkout("dan", 4)
       engine.close()
@@ -130,7 +131,7 @@ describe("embedded engine work", () => {
       expect(m.value("flashsale_rebuilds_total")).toBe(0)
 
       const second = createMetrics()
-      const again = createEmbeddedEngine({ store: openStore(path), config, now, metrics: second, log: () => {} })
+      const again = createEmbeddedEngine({ store: openStore(path), config, catalog: generatedCatalog, now, metrics: second, log: () => {} })
       expect((await again.status()).itemsReserved).toBe(4)
       again.close()
       expect(parse(second.render()).value("flashsale_rebuilds_total")).toBe(1)

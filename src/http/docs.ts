@@ -32,20 +32,82 @@ export const schemas = {
   checkout: object({ message: str({ enum: ["success"] }), code: str(), sale_id: int(), item, expires_at: time }),
   purchase: object({ message: str({ enum: ["success"] }), sale_id: int(), user_id: str(), item, purchased_at: time }),
   status: object({
-    sale_id: int(),
-    started_at: time,
-    ends_at: time,
+    sale_id: int({ nullable: true, description: "The open sale; when none is, the next planned one; null when none is planned." }),
+    name: str({ nullable: true }),
+    started_at: { ...time, nullable: true },
+    ends_at: { ...time, nullable: true, description: "When it closes: its end, or when an operator ended it." },
     seconds_remaining: int(),
-    items_total: int(),
-    items_sold: int(),
-    items_reserved: int(),
-    items_available: int(),
+    items_total: int({ description: "Units in all." }),
+    items_sold: int({ description: "Units sold." }),
+    items_reserved: int({ description: "Units held by live holds." }),
+    items_available: int({ description: "Units neither sold nor held." }),
     checkouts: object({ accepted: int(), rejected: int() }),
     purchases: object({ accepted: int(), rejected: int() }),
-    sale_status: str({ enum: ["active", "sold_out"] }),
+    sale_status: str({ enum: ["active", "paused", "sold_out", "scheduled", "none"], description: "scheduled: no sale is open and this one is next (its counters zero); none: no sale is planned." }),
   }),
   health: object({ status: str({ enum: ["ok", "degraded", "down"] }), checks: { type: "object", additionalProperties: true } }),
 }
+
+const shelfItem = object({ ...item.properties as Record<string, Schema>, stock: int({ description: "Units in all." }), available: int({ description: "Units neither sold nor held, at most a second ago." }) }, ["price"])
+const nextSale = object({ id: int(), name: str(), starts_at: time })
+const counts = object({ accepted: int(), rejected: int() })
+const saleView = object(
+  {
+    id: int(),
+    kind: str({ enum: ["planned", "recurring"] }),
+    name: str(),
+    status: str({ enum: ["scheduled", "active", "paused", "sold_out", "ended"] }),
+    starts_at: time,
+    ends_at: time,
+    ended_at: { ...time, nullable: true, description: "When an operator ended it, if one did." },
+    paused: { type: "boolean" },
+    user_limit: int(),
+    hold_seconds: int(),
+    items_total: int(),
+    units_total: int(),
+    units_sold: int(),
+    units_reserved: int(),
+    units_available: int(),
+    checkouts: counts,
+    purchases: counts,
+    rev: int({ description: "The revision of its settings: every change bumps it." }),
+    items: { type: "array", items: object({ ...item.properties as Record<string, Schema>, stock: int(), per_user: int(), available: int() }, ["price", "available"]), description: "In the answers about one sale." },
+  },
+  ["items"],
+)
+const saleItemInput = object(
+  {
+    id: int({ minimum: 1, maximum: 999_999_999 }),
+    name: str({ maxLength: 200 }),
+    image: str({ description: "An http(s) URL, or a path starting with /." }),
+    price: { type: "number", minimum: 0 },
+    stock: int({ minimum: 1, maximum: 1_000_000, default: 1 }),
+    per_user: int({ minimum: 1, maximum: 1_000_000, default: 1, description: "Units of this item one user may buy (purchases plus live holds)." }),
+  },
+  ["price", "stock", "per_user"],
+)
+const saleInput = object(
+  {
+    name: str({ maxLength: 200 }),
+    starts_at: time,
+    ends_at: time,
+    user_limit: int({ minimum: 1, description: "Default: USER_LIMIT." }),
+    hold_seconds: int({ minimum: 1, maximum: 86_400, description: "Default: HOLD_SECONDS." }),
+    items: { type: "array", minItems: 1, maxItems: 100_000, items: saleItemInput },
+  },
+  ["user_limit", "hold_seconds"],
+)
+const salePatch = object(
+  {
+    name: str({ maxLength: 200 }),
+    ends_at: time,
+    user_limit: int({ minimum: 1 }),
+    hold_seconds: int({ minimum: 1, maximum: 86_400 }),
+    items: { type: "array", items: object({ id: int(), stock: int({ minimum: 1, description: "Raised to restock; lowered no further than the highest unit sold or held." }) }) },
+  },
+  ["name", "ends_at", "user_limit", "hold_seconds", "items"],
+)
+const action = object({ id: int(), at: time, action: str(), sale_id: int({ nullable: true }), details: { type: "object", additionalProperties: true }, client: str({ nullable: true }) })
 
 const json = (schema: Schema) => ({ "application/json": { schema } })
 
@@ -90,6 +152,18 @@ const checkoutFields = {
 const purchaseFields = { code: { schema: str({ pattern: codePattern }), description: "The code of a live hold, from /checkout." } }
 
 const always: ErrorCode[] = ["body_too_large", "url_too_long"]
+/** Every operator route may answer these: the token, and the limit on failed attempts. */
+const guarded: ErrorCode[] = ["unauthorized", "rate_limited", "not_found"]
+const operator = (summary: string, description: string, ok: Schema, okDescription: string, errors: ErrorCode[], extra: Schema = {}, okStatus = 200) => ({
+  tags: ["operator"],
+  security: [{ bearer: [] }],
+  summary,
+  description,
+  ...extra,
+  responses: responses(ok, okDescription, [...errors, ...guarded, ...always, "unavailable"], okStatus),
+})
+const saleId = { parameters: [{ name: "id", in: "path", required: true, schema: int() }] }
+const jsonBody = (schema: Schema) => ({ requestBody: { required: true, content: { "application/json": { schema } } } })
 
 /** One operation per route and method: the compiler refuses a route without its documentation. */
 const operations: Record<RouteKey, Schema & { hide?: true }> = {
@@ -97,7 +171,13 @@ const operations: Record<RouteKey, Schema & { hide?: true }> = {
     summary: "Hold an item",
     description: "Holds the item for the user for HOLD_SECONDS and returns a code to buy it with. Checking out the same item again while the hold is live returns the same code and does not count again.",
     ...inQueryOrBody(checkoutFields),
-    responses: responses(schemas.checkout, "The item is held for this user.", ["invalid_request", "unknown_item", "sold_out", "item_sold", "item_reserved", "user_limit", "rate_limited", ...always, "unavailable"]),
+    responses: (() => {
+      const r = responses(schemas.checkout, "One unit of the item (its lowest free one) is held for this user.", ["invalid_request", "unknown_item", "sold_out", "sale_paused", "item_sold", "item_reserved", "no_active_sale", "user_limit", "rate_limited", ...always, "unavailable"]) as Record<string, { content: Record<string, { schema: Schema }> }>
+      // no_active_sale names the next sale (or null): the 409's body has it.
+      const body = r[409]!.content["application/json"]!.schema as { properties: Record<string, Schema> }
+      body.properties.next_sale = { ...nextSale, nullable: true, description: "With no_active_sale: the next sale to open (Retry-After counts down to it), or null." }
+      return r
+    })(),
   },
   "POST /purchase": {
     summary: "Buy a held item",
@@ -106,6 +186,20 @@ const operations: Record<RouteKey, Schema & { hide?: true }> = {
     responses: responses(schemas.purchase, "The item is sold to the holder of the code.", ["invalid_request", "code_not_found", "code_used", "rate_limited", ...always, "unavailable"]),
   },
   "GET /status": { summary: "The current sale, counted across every instance", responses: responses(schemas.status, "The current sale.", ["unavailable"]) },
+  "GET /items": {
+    summary: "The storefront: the open sale's items (the next one's before it opens)",
+    description: "At most a second old, from the server's memory. Paged by offset and limit. The ETag is a hash of the body, equal on every instance: If-None-Match gets 304.",
+    parameters: [
+      { name: "offset", in: "query", required: false, schema: int({ minimum: 0, default: 0 }) },
+      { name: "limit", in: "query", required: false, schema: int({ minimum: 1, maximum: 1000, default: 100 }) },
+    ],
+    responses: { ...responses(object({ sale_id: int({ nullable: true }), total: int(), offset: int(), limit: int(), items: { type: "array", items: shelfItem } }), "A page of items; total 0 and sale_id null when no sale is planned.", ["invalid_request"]), 304: { description: "Not modified (If-None-Match)." } },
+  },
+  "GET /items/:id": {
+    summary: "One item of the storefront",
+    parameters: [{ name: "id", in: "path", required: true, schema: str({ pattern: itemIdPattern }) }],
+    responses: { ...responses(object({ sale_id: int(), ...shelfItem.properties as Record<string, Schema> }, ["price"]), "The item.", ["invalid_request", "unknown_item"]), 304: { description: "Not modified (If-None-Match)." } },
+  },
   "GET /health": {
     summary: "Whether this instance can sell",
     description: '200 "ok"; 200 "degraded" when it can sell but the durable store is down or lags (see checks); 503 "down" when it cannot sell, or while it starts and waits for Redis or PostgreSQL (checks.starting says what it waits for).',
@@ -122,6 +216,37 @@ const operations: Record<RouteKey, Schema & { hide?: true }> = {
       "A `text/event-stream`: on connect and then once a second, one `data:` line of JSON with every /status field, plus `checkouts_per_second` and `purchases_per_second` (all instances), `outcomes` (this instance's answers by outcome over the last `outcomes_window_seconds`), `engine`, `health`, `backlog_entries`, `backlog_age_seconds` and `now` (Unix ms). When the engine cannot tell the status, the /status fields are absent and `error` says why.",
     responses: { 200: { description: "The stream.", content: { "text/event-stream": { schema: str() } } } },
   },
+  "GET /admin/sales": operator("The sales", "The planned sales (or the current recurring one), each with its status and counts.", object({ sales: { type: "array", items: saleView } }), "The sales.", []),
+  "POST /admin/sales": operator(
+    "Plan a sale",
+    "SALE_SCHEDULE=planned only. Kept before it is answered. 400 names every bad field (in `fields`); 409 sale_overlaps names the sales it would overlap.",
+    saleView,
+    "The sale, with its id.",
+    ["invalid_request", "sale_overlaps", "planned_sales_off"],
+    jsonBody(saleInput),
+    201,
+  ),
+  "GET /admin/sales/:id": operator("One sale, with its items", "Each item with its stock, per_user and what is available now.", saleView, "The sale.", [], saleId),
+  "PATCH /admin/sales/:id": operator(
+    "Change a sale",
+    "Its name, ends_at, user_limit, hold_seconds, and items' stock. A lower stock is refused below the highest unit sold or held (409 stock_in_use); a sale that is over keeps its end (409 sale_ended).",
+    saleView,
+    "The sale as changed.",
+    ["invalid_request", "sale_overlaps", "sale_ended", "stock_in_use", "planned_sales_off"],
+    { ...saleId, ...jsonBody(salePatch) },
+  ),
+  "DELETE /admin/sales/:id": operator("Delete a sale before it opens", "After it opened: 409 sale_started (end it instead).", object({ message: str({ enum: ["deleted"] }), id: int() }), "Deleted.", ["sale_started", "planned_sales_off"], saleId),
+  "POST /admin/sales/:id/pause": operator("Pause a sale", "Checkouts are refused with 409 sale_paused (kept as attempts); live holds can still be bought and keep expiring; ends_at does not move.", saleView, "The sale, paused.", ["sale_ended"], saleId),
+  "POST /admin/sales/:id/resume": operator("Resume a paused sale", "", saleView, "The sale, selling again.", ["sale_ended"], saleId),
+  "POST /admin/sales/:id/end": operator("End a sale now", "Over from now, exactly as at its ends_at: live holds can still be bought until they expire.", saleView, "The sale, ended.", ["sale_ended"], saleId),
+  "GET /admin/actions": operator(
+    "Every operator action, newest first",
+    "From admin_actions: what was done, to which sale, from which address. Page with before (an id) and limit; sale_id filters.",
+    object({ actions: { type: "array", items: action } }),
+    "The actions.",
+    [],
+    { parameters: [{ name: "before", in: "query", schema: int() }, { name: "limit", in: "query", schema: int({ minimum: 1, maximum: 1000, default: 100 }) }, { name: "sale_id", in: "query", schema: int() }] },
+  ),
   "GET /": { hide: true },
   "GET /swagger": { hide: true },
   "GET /swagger/json": { hide: true },
@@ -141,10 +266,19 @@ export function openApiDocument(): Schema {
       const { hide, ...operation } = operations[`${method} ${route.path}` as RouteKey]
       if (hide) continue
       const path = route.path.replace(/:([a-z_]+)/g, "{$1}")
-      ;(paths[path] ??= {})[method.toLowerCase()] = operation
+      ;(paths[path] ??= {})[method.toLowerCase()] = { tags: ["shop"], ...operation }
     }
   }
-  return { openapi: "3.0.3", info: { title, version, description }, paths }
+  return {
+    openapi: "3.0.3",
+    info: { title, version, description },
+    tags: [
+      { name: "shop", description: "For shoppers and the storefront." },
+      { name: "operator", description: "For the shop's staff: ADMIN_TOKEN as a bearer token. Without ADMIN_TOKEN every /admin path is 404." },
+    ],
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "ADMIN_TOKEN (or the first line of ADMIN_TOKEN_FILE)." } } },
+    paths,
+  }
 }
 
 const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)

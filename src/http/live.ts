@@ -4,7 +4,6 @@
  * pushes the same encoded message to every watcher. Polling would cost a request, and an engine call, per
  * watcher per second; this costs one engine call per second and one write per watcher.
  */
-import type { Config } from "../config"
 import type { Metrics } from "../metrics"
 import { backlogOf } from "./scrape"
 import { statusBody, type Sample } from "./status"
@@ -18,19 +17,18 @@ const windowSeconds = 60
 
 export type LiveFeedOptions = {
   sample: () => Promise<Sample>
-  config: Pick<Config, "saleItems" | "salePeriodSeconds">
   metrics: Pick<Metrics, "answers">
   engine: string
   intervalMs?: number
 }
 
-export function liveFeed({ sample, config, metrics, engine, intervalMs = 1000 }: LiveFeedOptions) {
+export function liveFeed({ sample, metrics, engine, intervalMs = 1000 }: LiveFeedOptions) {
   const watchers = new Set<Watcher>()
   const encoder = new TextEncoder()
   let timer: ReturnType<typeof setInterval> | undefined
   let ticking = false
   let latest: Uint8Array | undefined
-  let previous: { sale: number; at: number; checkouts: number; purchases: number } | undefined
+  let previous: { sale: number | null; at: number; checkouts: number; purchases: number } | undefined
   /** This process's answers by outcome, one entry per tick, for the last minute. */
   const history: Record<string, number>[] = []
 
@@ -50,7 +48,7 @@ export function liveFeed({ sample, config, metrics, engine, intervalMs = 1000 }:
     const backlog = backlogOf(s.health.checks)
     const base = { now: s.at, engine, health: s.health.status, backlog_entries: backlog.entries, backlog_age_seconds: backlog.ageSeconds, outcomes, outcomes_window_seconds: Math.min(windowSeconds, history.length - 1) }
     if (!s.status) return { ...base, error: s.statusError }
-    const body = statusBody(s.status, config)
+    const body = statusBody(s.status)
     const checkouts = body.checkouts.accepted + body.checkouts.rejected
     const purchases = body.purchases.accepted + body.purchases.rejected
     const seconds = previous && previous.sale === body.sale_id ? (s.at - previous.at) / 1000 : 0

@@ -1,5 +1,4 @@
 /** The routes for people and monitors: the live sale page (GET /), its feed (GET /events) and Prometheus (GET /metrics). */
-import type { Config } from "../config"
 import { contentType, type Metrics } from "../metrics"
 import type { Engine } from "../sale/engine"
 import livePage from "./live.html" with { type: "text" }
@@ -10,7 +9,6 @@ import { sampler } from "./status"
 
 export type OperabilityDeps = {
   engine: Engine
-  config: Pick<Config, "saleItems" | "salePeriodSeconds">
   metrics: Metrics
   admission: Admission
   /** performance.now() at the request's arrival (set by app.ts's onRequest hook). */
@@ -21,9 +19,9 @@ export type OperabilityDeps = {
 const page = livePage as unknown as string
 const pageHeaders = { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache", "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:" }
 
-export function operability({ engine, config, metrics, admission, startedAt }: OperabilityDeps) {
+export function operability({ engine, metrics, admission, startedAt }: OperabilityDeps) {
   const engineSample = sampler(engine)
-  const feed = liveFeed({ sample: () => engineSample.sample(500), config, metrics, engine: engine.name })
+  const feed = liveFeed({ sample: () => engineSample.sample(500), metrics, engine: engine.name })
   return {
     feed,
     /** GET /: the live page. */
@@ -39,7 +37,7 @@ export function operability({ engine, config, metrics, admission, startedAt }: O
     /** GET /metrics: this process's series, with the engine's gauges read now. */
     async metrics(request: Request): Promise<Response> {
       const sample = await engineSample.sample()
-      const body = metrics.render(scrapeGauges(sample, config, { engine: engine.name, watchers: feed.watchers, rateLimitEntries: admission.entries() }))
+      const body = metrics.render(scrapeGauges(sample, { engine: engine.name, watchers: feed.watchers, rateLimitEntries: admission.entries() }))
       metrics.request("metrics", "ok", startedAt(request))
       return new Response(body, { headers: { "content-type": contentType } })
     },

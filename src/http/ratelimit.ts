@@ -8,7 +8,7 @@ import type { Metrics } from "../metrics"
 import { fail } from "./respond"
 
 /** What tells a request's peer address: Bun's server (null when a test calls app.handle()). */
-type Peer = { requestIP(request: Request): { address: string } | null } | null | undefined
+export type Peer = { requestIP(request: Request): { address: string } | null } | null | undefined
 
 export type Limits = Pick<Config, "rateLimitPerUser" | "rateLimitPerIp" | "rateLimitBurstSeconds" | "trustProxyHops">
 

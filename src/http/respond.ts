@@ -6,9 +6,15 @@ export const json = { "content-type": "application/json" }
 /** The error bodies with their default messages, serialised once: most answers in a rush are these. */
 const defaultBodies = Object.fromEntries(Object.keys(codeToStatus).map((code) => [code, JSON.stringify(errorBody(code as ErrorCode))])) as Record<ErrorCode, string>
 
-export function fail(code: ErrorCode, message?: string, headers?: Record<string, string>): Response {
-  const body = message === undefined ? defaultBodies[code] : JSON.stringify(errorBody(code, message))
-  return new Response(body, { status: codeToStatus[code], headers: headers ? { ...json, ...headers } : json })
+/** The code of each error answer made here, so that whoever counts it knows it whatever its status shares. */
+export const codeOf = new WeakMap<Response, ErrorCode>()
+
+/** An error answer: its code's status and the body {"error", "message"}, plus `extra` fields (next_sale, fields, ...). */
+export function fail(code: ErrorCode, message?: string, headers?: Record<string, string>, extra?: Record<string, unknown>): Response {
+  const body = message === undefined && !extra ? defaultBodies[code] : JSON.stringify({ ...errorBody(code, message), ...extra })
+  const response = new Response(body, { status: codeToStatus[code], headers: headers ? { ...json, ...headers } : json })
+  codeOf.set(response, code)
+  return response
 }
 
 export { iso } from "../sale/clock"

@@ -22,6 +22,8 @@ export const routes = [
   { path: "/checkout", methods: ["POST"], endpoint: "checkout", cors: true },
   { path: "/purchase", methods: ["POST"], endpoint: "purchase", cors: true },
   { path: "/status", methods: ["GET"], endpoint: "status", cors: true },
+  { path: "/items", methods: ["GET"], endpoint: "items", cors: true },
+  { path: "/items/:id", methods: ["GET"], endpoint: "items", cors: true },
   { path: "/health", methods: ["GET"], endpoint: "health" },
   { path: "/metrics", methods: ["GET"], endpoint: "metrics" },
   { path: "/events", methods: ["GET"], endpoint: "events", cors: true, noHead: true },
@@ -29,6 +31,12 @@ export const routes = [
   { path: "/swagger", methods: ["GET"], endpoint: "docs" },
   { path: "/swagger/json", methods: ["GET"], endpoint: "docs" },
   { path: "/swagger/scalar.js", methods: ["GET"], endpoint: "docs" },
+  { path: "/admin/sales", methods: ["GET", "POST"], endpoint: "admin", admin: true },
+  { path: "/admin/sales/:id", methods: ["GET", "PATCH", "DELETE"], endpoint: "admin", admin: true },
+  { path: "/admin/sales/:id/pause", methods: ["POST"], endpoint: "admin", admin: true },
+  { path: "/admin/sales/:id/resume", methods: ["POST"], endpoint: "admin", admin: true },
+  { path: "/admin/sales/:id/end", methods: ["POST"], endpoint: "admin", admin: true },
+  { path: "/admin/actions", methods: ["GET"], endpoint: "admin", admin: true },
 ] as const satisfies readonly Route[]
 
 type Declared = (typeof routes)[number]

@@ -1,5 +1,4 @@
 /** The gauges /metrics reads at scrape time from the engine: the sale, the durable store's backlog and health. */
-import type { Config } from "../config"
 import { gauge, labelSets } from "../metrics"
 import { statusBody, type Sample } from "./status"
 import { version } from "../version"
@@ -15,7 +14,7 @@ const healthStates = ["ok", "degraded", "down"] as const
 
 export type ScrapeExtras = { engine: string; watchers: number; rateLimitEntries: { user: number; ip: number } }
 
-export function scrapeGauges(sample: Sample, config: Pick<Config, "saleItems" | "salePeriodSeconds">, extras: ScrapeExtras): string[] {
+export function scrapeGauges(sample: Sample, extras: ScrapeExtras): string[] {
   const out: string[] = []
   gauge(out, "flashsale_info", "Always 1; the labels say which engine and version this process runs.", [[`engine="${extras.engine}",version="${version}"`, 1]])
   const states = labelSets("status", healthStates)
@@ -27,11 +26,11 @@ export function scrapeGauges(sample: Sample, config: Pick<Config, "saleItems" | 
   gauge(out, "flashsale_rate_limit_entries", "Clients tracked by admission control on this process, by bucket.", [['by="user"', extras.rateLimitEntries.user], ['by="ip"', extras.rateLimitEntries.ip]])
   gauge(out, "flashsale_status_up", "1 if the engine answered /status for this scrape, 0 if it could not.", [["", sample.status ? 1 : 0]])
   if (!sample.status) return out
-  const s = statusBody(sample.status, config)
+  const s = statusBody(sample.status)
   // From the engine, so the same on every instance of a Redis deployment: aggregate with max(), not sum().
-  gauge(out, "flashsale_sale_id", "The current sale.", [["", s.sale_id]])
+  gauge(out, "flashsale_sale_id", "The open sale (or the next planned one); -1 when none is planned.", [["", s.sale_id ?? -1]])
   gauge(out, "flashsale_sale_seconds_remaining", "Seconds until the current sale ends.", [["", s.seconds_remaining]])
-  gauge(out, "flashsale_sale_items", "The current sale's items by state; the states add up to SALE_ITEMS.", [['state="sold"', s.items_sold], ['state="reserved"', s.items_reserved], ['state="available"', s.items_available]])
+  gauge(out, "flashsale_sale_items", "The open sale's units by state; the states add up to its stock.", [['state="sold"', s.items_sold], ['state="reserved"', s.items_reserved], ['state="available"', s.items_available]])
   gauge(out, "flashsale_sale_decisions", "The current sale's decisions so far, as /status counts them (every instance).", [
     ['decision="checkout",result="accepted"', s.checkouts.accepted],
     ['decision="checkout",result="rejected"', s.checkouts.rejected],

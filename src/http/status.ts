@@ -1,23 +1,24 @@
 /** The /status body from an engine's SaleStatus, shared by GET /status, the live feed and /metrics. */
-import type { Config } from "../config"
-import { saleEndMs, saleStartMs } from "../sale/clock"
 import type { Engine, Health, SaleStatus } from "../sale/engine"
+import { closesAt } from "../sale/sales"
 import { iso } from "./respond"
 
-export function statusBody(s: SaleStatus, config: Pick<Config, "saleItems" | "salePeriodSeconds">) {
-  const periodMs = config.salePeriodSeconds * 1000
+export function statusBody(s: SaleStatus) {
+  const sale = s.sale
+  const ends = sale ? closesAt(sale) : undefined
   return {
-    sale_id: s.saleId,
-    started_at: iso(saleStartMs(s.saleId, periodMs)),
-    ends_at: iso(saleEndMs(s.saleId, periodMs)),
-    seconds_remaining: Math.max(0, Math.ceil((saleEndMs(s.saleId, periodMs) - s.now) / 1000)),
-    items_total: config.saleItems,
+    sale_id: sale?.id ?? null,
+    name: sale?.name ?? null,
+    started_at: sale ? iso(sale.startsAt) : null,
+    ends_at: ends === undefined ? null : iso(ends),
+    seconds_remaining: ends === undefined || s.state === "scheduled" ? 0 : Math.max(0, Math.ceil((ends - s.now) / 1000)),
+    items_total: s.itemsTotal,
     items_sold: s.itemsSold,
     items_reserved: s.itemsReserved,
-    items_available: Math.max(0, config.saleItems - s.itemsSold - s.itemsReserved),
+    items_available: Math.max(0, s.itemsTotal - s.itemsSold - s.itemsReserved),
     checkouts: s.checkouts,
     purchases: s.purchases,
-    sale_status: s.itemsSold >= config.saleItems ? ("sold_out" as const) : ("active" as const),
+    sale_status: s.state,
   }
 }
 

@@ -8,9 +8,10 @@
  *   e  kind: "c" a batch of checkout attempts, "p" a batch of purchase attempts
  *   t  decision time, Unix ms (Redis TIME), shared by the batch
  *   d  the decisions, one per line, fields separated by one space (user ids and codes hold neither):
- *        checkout: item_id user_id status code expires_ms   (code and expiry empty when refused)
- *        purchase: code status item_id user_id              (item and user empty for an unknown code)
- *      status is the number of the outcome (sale/outcomes.ts).
+ *        checkout: item_id user_id status code expires_ms unit   (code, expiry and unit empty when refused)
+ *        purchase: code status item_id user_id unit              (item, user and unit empty for an unknown code)
+ *      status is the number of the outcome (sale/outcomes.ts). A line of a version before stock has no unit:
+ *      every item had one unit then, so a hold or sale it records is unit 1.
  * Decision i of entry "<ms>-<seq>" is kept with event_id "<ms>-<seq * 1000 + i>": unique within the
  * sale (a batch is at most 256 decisions), ordered as decided, and the same however often it is written.
  * A sale split into shards has one journal per shard: there decision i of shard k's entry is kept as
@@ -44,15 +45,17 @@ export function recordsOf(part: string | number, [id, fields]: StreamEntry): Dec
   return f.d.split("\n").map((line, i): DecisionRecord => {
     const p = line.split(" ")
     if (f.e === "c") {
-      return { kind: "checkout", saleId, eventId: eventId(id, i, shard), itemId: Number(p[0]), userId: p[1]!, outcome: checkoutOutcome(Number(p[2])), code: optional(p[3]), expiresAt: p[4] ? Number(p[4]) : null, at }
+      const code = optional(p[3])
+      return { kind: "checkout", saleId, eventId: eventId(id, i, shard), itemId: Number(p[0]), userId: p[1]!, outcome: checkoutOutcome(Number(p[2])), code, unit: p[5] ? Number(p[5]) : code ? 1 : null, expiresAt: p[4] ? Number(p[4]) : null, at }
     }
-    return { kind: "purchase", saleId, eventId: eventId(id, i, shard), code: p[0]!, outcome: purchaseOutcome(Number(p[1])), itemId: p[2] ? Number(p[2]) : null, userId: optional(p[3]), at }
+    const itemId = p[2] ? Number(p[2]) : null
+    return { kind: "purchase", saleId, eventId: eventId(id, i, shard), code: p[0]!, outcome: purchaseOutcome(Number(p[1])), itemId, userId: optional(p[3]), unit: p[4] ? Number(p[4]) : itemId === null ? null : 1, at }
   })
 }
 
 function legacyRecord(saleId: number, id: string, f: Record<string, string>): DecisionRecord[] {
-  if (f.e === "c") return [{ kind: "checkout", saleId, eventId: id, userId: f.u!, itemId: Number(f.i), outcome: f.o as CheckoutOutcome, code: optional(f.k), expiresAt: f.x ? Number(f.x) : null, at: Number(f.t) }]
-  if (f.e === "p") return [{ kind: "purchase", saleId, eventId: id, code: f.k!, outcome: f.o as PurchaseOutcome, userId: optional(f.u), itemId: f.i ? Number(f.i) : null, at: Number(f.t) }]
+  if (f.e === "c") return [{ kind: "checkout", saleId, eventId: id, userId: f.u!, itemId: Number(f.i), outcome: f.o as CheckoutOutcome, code: optional(f.k), unit: f.k ? 1 : null, expiresAt: f.x ? Number(f.x) : null, at: Number(f.t) }]
+  if (f.e === "p") return [{ kind: "purchase", saleId, eventId: id, code: f.k!, outcome: f.o as PurchaseOutcome, userId: optional(f.u), itemId: f.i ? Number(f.i) : null, unit: f.i ? 1 : null, at: Number(f.t) }]
   return []
 }
 

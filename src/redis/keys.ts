@@ -1,7 +1,7 @@
 /**
  * Every Redis key the server uses. A sale's keys share one hash tag, so that one script call touches one
  * slot: {sale:S} for the whole sale when SALE_SHARDS is 1, or, with SALE_SHARDS=N > 1, one tag per
- * shard k, {sale:S:k} or {sale:S:k:salt}, each holding the same six keys for its part of the sale (see
+ * shard k, {sale:S:k} or {sale:S:k:salt}, each holding the same eight keys for its part of the sale (see
  * redis/shards.ts for what each part holds). A "part" is what is inside the braces after "sale:": "S",
  * "S:k" or "S:k:salt", as the registry keeps it.
  *
@@ -49,15 +49,12 @@ export function partsOf(saleId: number, shards: number): string[] {
   return parts
 }
 
-/** Which shard holds what, in a sale split into `shards` (redis/shards.ts). */
-/** The shard of an item: its place among the sale's items, mod N; an unknown item is refused on shard 0. */
-export function itemShard(itemId: number, shards: number, saleItems: number): number {
-  return itemId >= 1 && itemId <= saleItems ? (itemId - 1) % shards : 0
-}
-
-/** How many of the sale's items shard `shard` holds. */
-export function shardItems(shard: number, shards: number, saleItems: number): number {
-  return shard < saleItems ? Math.floor((saleItems - 1 - shard) / shards) + 1 : 0
+/**
+ * Which shard holds what, in a sale split into `shards` (redis/shards.ts): an item lives, with all of its units,
+ * on the shard of its place among the sale's items, mod N; an item the sale does not have is refused on shard 0.
+ */
+export function itemShard(position: number, shards: number): number {
+  return position >= 0 ? position % shards : 0
 }
 
 /** The shard that counts a user: FNV-1a of the id's UTF-16 code units, mod N. Every instance must compute the same. */
@@ -83,14 +80,23 @@ export const shardOfPart = (part: string): number | undefined => (part.includes(
 /** The keys of one part (a sale id for a whole sale), in the order every script expects them in KEYS (see lua/prelude.lua). */
 export function saleKeys(part: string | number): string[] {
   const tag = `{sale:${part}}`
-  return [`${tag}:items`, `${tag}:codes`, `${tag}:users`, `${tag}:exp`, `${tag}:stats`, `${tag}:log`]
+  return [`${tag}:items`, `${tag}:codes`, `${tag}:users`, `${tag}:exp`, `${tag}:stats`, `${tag}:log`, `${tag}:free`, `${tag}:avail`]
 }
 
 /** How many keys saleKeys() names: every script takes exactly these. */
-export const saleKeyCount = 6
+export const saleKeyCount = 8
 
-/** The hash whose existence marks a part as initialised. */
+/** The layout of a part's keys (lua/prelude.lua): a part initialised by an earlier version lacks it, and is rebuilt. */
+export const layoutVersion = "2"
+
+/** The hash of a part's settings and counters, whose layout version marks it as initialised. */
 export const statsKey = (part: string | number) => `{sale:${part}}:stats`
+
+/** A part's available units per item (lua/prelude.lua): what /items reads. */
+export const availKey = (part: string | number) => `{sale:${part}}:avail`
+
+/** Held by the instance that changes a sale's settings (an operator's action), and by one that puts a part right. */
+export const settingsLockKey = (part: string | number) => `{sale:${part}}:settings-lock`
 
 /** Per-user counts of purchases plus live holds. */
 export const usersKey = (part: string | number) => `{sale:${part}}:users`

@@ -1,29 +1,30 @@
 /**
- * A sale's life in Redis: the clock that says which sale is current, initialising the next sale before
- * it starts, rebuilding a sale from PostgreSQL when Redis lost it, and forgetting sales past retention.
+ * A sale's life in Redis: the clock that says what time it is on the node that decides, initialising the next
+ * sale before it starts, rebuilding a sale from PostgreSQL when Redis lost it (or holds an earlier version's
+ * layout), and forgetting sales past retention. Which sales exist, and their settings, come from the book
+ * (redis/book.ts), not from arithmetic on ids.
  */
 import type { RedisClient } from "./connect"
 import type { Sql } from "postgres"
 import { loadSale, loadShardCounters } from "../postgres/store"
-import { saleForgottenAtMs, saleIdAt } from "../sale/clock"
 import { UnavailableError } from "../sale/engine"
 import { emptySnapshot, type SaleSnapshot } from "../sale/records"
+import { closesAt, purchasableUntil, type Sale } from "../sale/sales"
 import type { LedgerWriter } from "./ledger"
 import { codeAlphabet } from "../sale/codes"
-import { itemShard, logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey, userShard } from "./keys"
-import { unavailable, type Scripts } from "./scripts"
+import type { Book } from "./book"
+import { itemShard, layoutVersion, logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey, userShard } from "./keys"
+import { codeRecord, type InitArgs, type Scripts } from "./scripts"
 
 export type LifecycleOptions = {
   redis: RedisClient
   sql: Sql
   scripts: Scripts
   ledger: LedgerWriter
-  periodMs: number
-  holdMs: number
+  book: Book
   retentionMs: number
   /** How many shards a sale is split into (redis/shards.ts); 1: a sale is one part. */
   shards: number
-  saleItems: number
   /** Decide at this time instead of Redis TIME (tests only). */
   now?: () => number
   log: (message: string) => void
@@ -33,13 +34,30 @@ export type LifecycleOptions = {
 
 export type Lifecycle = ReturnType<typeof createLifecycle>
 
-/** A shard's items, read together with whether it is initialised (nil if not): KEYS items, stats. */
-const itemsIfReady = "if redis.call('EXISTS', KEYS[2]) == 0 then return false end return redis.call('HGETALL', KEYS[1])"
-
 /** Beyond the commit wait, for an answer already decided but still on its way out of another instance. */
 const commitWaitMarginMs = 100
 
-export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs, retentionMs, shards, saleItems, now, log, onRebuild = () => {} }: LifecycleOptions) {
+/** The arguments of init_sale.lua for one part of a sale: its settings and items, and what the store kept of it. */
+export function initArgs(sale: Sale, shards: number, shard: number, mode: "empty" | "rebuild", snapshot: SaleSnapshot, counters = snapshot, users?: Map<string, string>): InitArgs {
+  const { items } = sale
+  const settings = `${sale.startsAt}|${closesAt(sale)}|${sale.paused ? 1 : 0}|${sale.userLimit}|${sale.holdMs}|${sale.rev}`
+  const listed: string[] = []
+  if (!items.uniform) for (let p = shard; p < items.size; p += shards) listed.push(`${items.at(p).id}:${items.at(p).stock}:${items.at(p).perUser}:${Math.floor(p / shards)}`)
+  const mine = (itemId: number) => shards === 1 || itemShard(items.position(itemId), shards) === shard
+  return {
+    mode,
+    settings,
+    uniform: items.uniform ? `${items.size}|${items.uniform.stock}|${items.uniform.perUser}` : "0|0|0",
+    items: listed.join(","),
+    split: `${shards}|${shard}`,
+    counters: [counters.checkouts.accepted, counters.checkouts.rejected, counters.purchases.accepted, counters.purchases.rejected],
+    sold: snapshot.sold.filter((s) => mine(s.itemId)),
+    holds: snapshot.holds.filter((h) => mine(h.itemId)),
+    users,
+  }
+}
+
+export function createLifecycle({ redis, sql, scripts, ledger, book, retentionMs, shards, now, log, onRebuild = () => {} }: LifecycleOptions) {
   const parts = (saleId: number) => partsOf(saleId, shards)
   const rebuilding = new Map<number, Promise<void>>()
   let clockOffsetMs = 0
@@ -48,46 +66,33 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
 
   /** The now_ms argument of every script: '' lets the script read Redis TIME. */
   const nowArg = () => (now ? String(now()) : "")
-  /** Our best guess of Redis TIME; the scripts correct it when it is wrong at a boundary. */
+  /** Our best guess of Redis TIME; the scripts say when it is wrong at a boundary. */
   const estimatedNow = () => (now ? now() : Date.now() + clockOffsetMs)
-  const currentSale = () => saleIdAt(estimatedNow(), periodMs)
 
   async function syncClock(): Promise<void> {
     if (now) return
     const before = Date.now()
-    // The clock of the node that decides the current sale (on a cluster, TIME alone goes to any master).
-    const [seconds, micros] = (await redis.eval("return redis.call('TIME')", 1, statsKey(parts(currentSale())[0]!))) as [string, string]
+    // The clock of the node that decides the current sale (or the next one, or any).
+    const schedule = book.schedule()
+    const sale = schedule.current(estimatedNow()) ?? schedule.next(estimatedNow())
+    const redisNow = await scripts.clock(saleKeys(parts(sale?.id ?? 0)[0]!))
     const after = Date.now()
-    clockOffsetMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - (before + after) / 2
+    clockOffsetMs = redisNow - (before + after) / 2
     lastClockSync = after
   }
 
-  function initArgs(saleId: number, mode: "empty" | "rebuild" | "empty-shard" | "rebuild-shard", snapshot: SaleSnapshot, users?: Map<string, string>): (string | number)[] {
-    const args: (string | number)[] = [nowArg(), saleId, periodMs, mode]
-    args.push(snapshot.checkouts.accepted, snapshot.checkouts.rejected, snapshot.purchases.accepted, snapshot.purchases.rejected)
-    args.push(snapshot.sold.length)
-    for (const s of snapshot.sold) args.push(s.itemId, s.userId, s.code, s.at)
-    args.push(snapshot.holds.length)
-    for (const h of snapshot.holds) args.push(h.itemId, h.userId, h.code, h.at)
-    if (users) {
-      args.push(users.size)
-      for (const [user, value] of users) args.push(user, value)
-    }
-    return args
-  }
-
   const register = (saleId: number) => redis.sadd(saleRegistryKey, ...parts(saleId))
+  /** The parts of a sale that are not initialised with this version's layout. */
   const missingParts = async (saleId: number) => {
     const all = parts(saleId)
-    const present = await Promise.all(all.map((part) => redis.exists(statsKey(part))))
-    return all.filter((_, i) => present[i] === 0)
+    const versions = await Promise.all(all.map((part) => redis.hget(statsKey(part), "v")))
+    return all.filter((_, i) => versions[i] !== layoutVersion)
   }
 
   /** Initialises a sale that has not started yet: nothing can have happened in it, so PostgreSQL is not needed. */
-  async function initEmpty(saleId: number): Promise<void> {
-    await register(saleId)
-    if (shards === 1) await scripts.initSale(saleKeys(saleId), initArgs(saleId, "empty", emptySnapshot()))
-    else await Promise.all(parts(saleId).map((part) => scripts.initSale(saleKeys(part), initArgs(saleId, "empty-shard", emptySnapshot(), new Map()))))
+  async function initEmpty(sale: Sale): Promise<void> {
+    await register(sale.id)
+    await Promise.all(parts(sale.id).map((part, k) => scripts.initSale(saleKeys(part), nowArg(), sale.id, initArgs(sale, shards, k, "empty", emptySnapshot(), emptySnapshot(), shards > 1 ? new Map() : undefined))))
   }
 
   /**
@@ -95,31 +100,31 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
    * holds goes into PostgreSQL, then the rebuild waits out the longest any instance waits for a commit
    * before answering: a success answered by then is committed, so the rebuilt sale has it.
    */
-  function rebuild(saleId: number): Promise<void> {
-    const running = rebuilding.get(saleId)
+  function rebuild(sale: Sale): Promise<void> {
+    const running = rebuilding.get(sale.id)
     if (running) return running
     const started = (async () => {
-      await register(saleId)
-      if (shards > 1) return rebuildShards(saleId)
+      await register(sale.id)
+      if (shards > 1) return rebuildShards(sale)
       let snapshot: SaleSnapshot
       try {
-        await ledger.drainSale([String(saleId)])
+        await ledger.drainSale([String(sale.id)])
         await Bun.sleep(ledger.commitWaitMs + commitWaitMarginMs)
       } catch (error) {
-        throw unreachable(saleId, error)
+        throw unreachable(sale.id, error)
       }
       // Rebuilt by another instance meanwhile: done. Were it lost again later, a read from before would be too old.
-      if ((await missingParts(saleId)).length === 0) return
+      if ((await missingParts(sale.id)).length === 0) return
       try {
-        snapshot = await loadSale(sql, saleId, estimatedNow())
+        snapshot = await loadSale(sql, sale.id, estimatedNow())
       } catch (error) {
-        throw unreachable(saleId, error)
+        throw unreachable(sale.id, error)
       }
-      const done = await scripts.initSale(saleKeys(saleId), initArgs(saleId, "rebuild", snapshot))
-      if (done === 1) onRebuild(saleId)
-      if (done === 1) log(`sale ${saleId}: rebuilt from PostgreSQL (${snapshot.sold.length} sold, ${snapshot.holds.length} live holds)`)
-    })().finally(() => rebuilding.delete(saleId))
-    rebuilding.set(saleId, started)
+      const done = await scripts.initSale(saleKeys(sale.id), nowArg(), sale.id, initArgs(sale, 1, 0, "rebuild", snapshot))
+      if (done === 1) onRebuild(sale.id)
+      if (done === 1) log(`sale ${sale.id}: rebuilt from PostgreSQL (${snapshot.sold.length} units sold, ${snapshot.holds.length} live holds)`)
+    })().finally(() => rebuilding.delete(sale.id))
+    rebuilding.set(sale.id, started)
     return started
   }
 
@@ -131,11 +136,11 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
    * their items, in one atomic read per shard: a shard lost or rebuilt while PostgreSQL was read counts
    * as it is now.
    */
-  async function rebuildShards(saleId: number): Promise<void> {
+  async function rebuildShards(sale: Sale): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      if ((await rebuildShardsOnce(saleId)) === "done") return
+      if ((await rebuildShardsOnce(sale)) === "done") return
       // A shard was lost after PostgreSQL was read: what that read has of it may be older than its loss.
-      if (attempt === 2) throw new UnavailableError(`sale ${saleId}: its shards keep being lost while it is rebuilt; try again`, 2)
+      if (attempt === 2) throw new UnavailableError(`sale ${sale.id}: its shards keep being lost while it is rebuilt; try again`, 2)
     }
   }
 
@@ -143,8 +148,10 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
    * One pass of rebuildShards. Which shards are missing is taken just before PostgreSQL is read; a shard
    * lost after that ("again") sends the rebuild round once more.
    */
-  async function rebuildShardsOnce(saleId: number): Promise<"done" | "again"> {
+  async function rebuildShardsOnce(sale: Sale): Promise<"done" | "again"> {
+    const saleId = sale.id
     if ((await missingParts(saleId)).length === 0) return "done"
+    const shardOf = (itemId: number) => itemShard(sale.items.position(itemId), shards)
     let snapshot: SaleSnapshot
     let counters: Awaited<ReturnType<typeof loadShardCounters>>
     try {
@@ -156,12 +163,12 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     const missingBefore = new Set(await missingParts(saleId))
     if (missingBefore.size === 0) return "done"
     try {
-      ;[snapshot, counters] = await Promise.all([loadSale(sql, saleId, estimatedNow()), loadShardCounters(sql, saleId, shards, saleItems, codeAlphabet)])
+      ;[snapshot, counters] = await Promise.all([loadSale(sql, saleId, estimatedNow()), loadShardCounters(sql, saleId, shards, shardOf, codeAlphabet)])
     } catch (error) {
       throw unreachable(saleId, error)
     }
     const all = parts(saleId)
-    const states = await Promise.all(all.map((part) => (redis.eval(itemsIfReady, 2, saleKeys(part)[0]!, statsKey(part)) as Promise<string[] | null>).catch(unavailable)))
+    const states = await Promise.all(all.map((part) => scripts.itemsIfReady(saleKeys(part))))
     const lost = new Set(states.flatMap((state, k) => (state === null ? [k] : [])))
     if (lost.size === 0) return "done"
     if ([...lost].some((k) => !missingBefore.has(all[k]!))) return "again"
@@ -172,42 +179,33 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
       if (listed) c.listed += `|${listed}`
       counts.set(user, c)
     }
-    const items = new Map<number, SaleSnapshot>([...lost].map((k) => [k, { ...emptySnapshot(), ...counters[k]! }]))
-    const sold = new Set<number>()
+    // As init_sale.lua keeps them: a sold unit stays sold, and of two holds of one unit the later (holds come by expiry).
+    const soldUnits = new Set<string>()
     for (const s of snapshot.sold) {
-      const k = itemShard(s.itemId, shards, saleItems)
-      if (!lost.has(k)) continue
-      items.get(k)!.sold.push(s)
-      sold.add(s.itemId)
+      if (!lost.has(shardOf(s.itemId))) continue
+      soldUnits.add(`${s.itemId}:${s.unit}`)
       count(s.userId)
     }
-    // As init_sale.lua keeps them: a sold item stays sold, and of two holds of one item the later (holds come by expiry).
-    const lastHold = new Map<number, SaleSnapshot["holds"][number]>()
-    for (const h of snapshot.holds) if (lost.has(itemShard(h.itemId, shards, saleItems)) && !sold.has(h.itemId)) lastHold.set(h.itemId, h)
-    for (const h of snapshot.holds) {
-      if (lastHold.get(h.itemId) !== h) continue
-      items.get(itemShard(h.itemId, shards, saleItems))!.holds.push(h)
-      count(h.userId, `${h.code}:${h.at}`)
-    }
+    const lastHold = new Map<string, SaleSnapshot["holds"][number]>()
+    for (const h of snapshot.holds) if (lost.has(shardOf(h.itemId)) && !soldUnits.has(`${h.itemId}:${h.unit}`)) lastHold.set(`${h.itemId}:${h.unit}`, h)
+    for (const h of lastHold.values()) count(h.userId, `${h.code}:${h.at}`)
     for (const state of states) {
-      // HGETALL's reply: field, value, field, value ...
-      for (let i = 1; state && i < state.length; i += 2) {
-        const bought = /^s\|([^|]+)\|/.exec(state[i]!)
-        const held = /^[ht]\|(\d+)\|([^|]+)\|(.+)$/.exec(state[i]!)
-        if (bought) count(bought[1]!)
-        else if (held) count(held[2]!, `${held[3]}:${held[1]}`)
+      for (const [code, record] of state ?? []) {
+        const r = codeRecord(record)
+        if (r?.kind === "p") count(r.userId)
+        else if (r) count(r.userId, `${code}:${r.at}`)
       }
     }
     let rebuilt = 0
     for (const k of lost) {
       const users = new Map<string, string>()
       for (const [user, c] of counts) if (userShard(user, shards) === k) users.set(user, `${c.n}${c.listed}`)
-      const done = await scripts.initSale(saleKeys(parts(saleId)[k]!), initArgs(saleId, "rebuild-shard", items.get(k)!, users))
+      const done = await scripts.initSale(saleKeys(all[k]!), nowArg(), saleId, initArgs(sale, shards, k, "rebuild", snapshot, { ...emptySnapshot(), ...counters[k]! }, users))
       if (done === 1) rebuilt++
     }
     if (rebuilt > 0) {
       onRebuild(saleId)
-      log(`sale ${saleId}: rebuilt ${rebuilt} of its ${shards} shards from PostgreSQL and the other shards (${snapshot.sold.length} sold, ${snapshot.holds.length} live holds kept)`)
+      log(`sale ${saleId}: rebuilt ${rebuilt} of its ${shards} shards from PostgreSQL and the other shards (${snapshot.sold.length} units sold, ${snapshot.holds.length} live holds kept)`)
     }
     return "done"
   }
@@ -216,24 +214,24 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     return new UnavailableError(`sale ${saleId} must be rebuilt from PostgreSQL, which is unreachable: ${(error as Error).message}`, 2)
   }
 
-  /** Makes sure the current and next sale are initialised, rebuilding from PostgreSQL if Redis lost them. */
+  /** Makes sure the open sale and the next one are initialised, rebuilding from PostgreSQL if Redis lost them. */
   async function prepare(): Promise<void> {
     if (Date.now() - lastClockSync > 5000) await syncClock()
-    const saleId = currentSale()
-    if ((await missingParts(saleId)).length > 0) await rebuild(saleId)
+    const current = book.schedule().current(estimatedNow())
+    if (current && (await missingParts(current.id)).length > 0) await rebuild(current)
     await prepareNext()
   }
 
-  /** Initialises the sale after the current one, empty, before it starts: a sale boundary never needs PostgreSQL. */
+  /** Initialises the sale after the open one, empty, before it starts: a sale boundary never needs PostgreSQL. */
   async function prepareNext(): Promise<void> {
-    const next = currentSale() + 1
-    if ((await missingParts(next)).length > 0) await initEmpty(next)
+    const next = book.schedule().next(estimatedNow())
+    if (next && (await missingParts(next.id)).length > 0) await initEmpty(next)
   }
 
   /** Deletes a part's keys and stops draining its journal; only for a part whose journal is empty and whose holds are long over. */
   async function forgetPart(part: string): Promise<void> {
     await redis.srem(saleRegistryKey, part)
-    await redis.del(...saleKeys(part))
+    await redis.del(...saleKeys(part), statsKey(part))
   }
 
   /** Deletes a sale's keys (every part) and stops draining its journals. */
@@ -241,21 +239,29 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     for (const part of parts(saleId)) await forgetPart(part)
   }
 
-  /** Forgets the parts of sales past retention (sale/clock.ts), once the ledger has all of their records. */
+  /**
+   * Forgets the parts of sales past retention, once the ledger has all of their records. A sale is past
+   * retention a day after its last hold could be bought; one the book does not know (deleted before it opened)
+   * has no holds. A sale that is scheduled or open is never touched.
+   */
   async function prune(): Promise<void> {
     const at = estimatedNow()
+    const schedule = book.schedule()
     for (const part of await redis.smembers(saleRegistryKey)) {
-      if (saleForgottenAtMs(saleOfPart(part), periodMs, holdMs, retentionMs) > at) continue
+      const sale = schedule.get(saleOfPart(part))
+      if (sale && (at < closesAt(sale) || purchasableUntil(sale) + retentionMs > at)) continue
       if ((await redis.xlen(logKey(part))) > 0) continue
       await forgetPart(part)
     }
   }
 
-  /** Keeps sales prepared, releases the expired holds of the current and previous sale, and prunes once a minute. */
+  /** Keeps sales prepared, releases the expired holds of the sales whose holds may be live, and prunes once a minute. */
   async function maintain(): Promise<void> {
     await prepare()
-    const saleId = currentSale()
-    for (const id of [saleId, saleId - 1]) await Promise.all(parts(id).map((part) => scripts.release(saleKeys(part), [nowArg(), id, periodMs])))
+    const at = estimatedNow()
+    const live = new Set<number>()
+    for (const sale of book.recent(at)) live.add(sale.id)
+    for (const id of live) await Promise.all(parts(id).map((part) => scripts.release(saleKeys(part), nowArg())))
     // A prune that fails is tried again on the next round, so its error stays visible until it passes.
     if (Date.now() - lastPrune > 60_000) {
       await prune()
@@ -270,5 +276,5 @@ export function createLifecycle({ redis, sql, scripts, ledger, periodMs, holdMs,
     await Promise.all(parts(saleId).map((part) => redis.del(statsKey(part))))
   }
 
-  return { nowArg, estimatedNow, currentSale, syncClock, missingParts, rebuild, resync, prepare, prepareNext, forget, maintain }
+  return { nowArg, estimatedNow, syncClock, missingParts, rebuild, resync, prepare, prepareNext, forget, maintain }
 }

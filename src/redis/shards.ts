@@ -6,10 +6,11 @@
  * recorded in the journal of its item's shard, once.
  *
  * A checkout:
- *   1. item's shard (lua/shard_hold.lua): everything that does not depend on the user's other holds is
- *      decided and journaled here, in one call: unknown_item, sold_out, item_sold, item_reserved,
- *      repeated. The flood of refusals of a busy sale ends here. A free item is held tentatively.
- *   2. user's shard (lua/shard_slot.lua): the user's slot under USER_LIMIT is taken, or refused.
+ *   1. item's shard (lua/shard_hold.lua): everything that does not depend on the user's other holds in the
+ *      sale is decided and journaled here, in one call: unknown_item, repeated, sold_out, sale_paused,
+ *      item_sold, item_reserved, and user_limit by the item's per_user. The flood of refusals of a busy sale
+ *      ends here. The item's lowest free unit is held tentatively.
+ *   2. user's shard (lua/shard_slot.lua): the user's slot under the sale's limit is taken, or refused.
  *   3. item's shard (lua/shard_settle.lua): the tentative hold becomes a hold (reserved) or goes back
  *      to stock (user_limit), journaled.
  * A success costs three script calls, or more when a user at the limit has holds past their expiry:
@@ -34,30 +35,27 @@
  *            shard lost is rebuilt from PostgreSQL, like a whole sale.
  * At no point can an item have two holders or a code sell twice: both are decided on the item's shard alone.
  */
-import type { Config } from "../config"
 import type { EngineMetrics } from "../metrics"
 import { newCode } from "../sale/codes"
 import { UnavailableError, type CheckoutResult } from "../sale/engine"
-import { checkoutOutcome, control } from "../sale/outcomes"
+import { checkoutOutcome } from "../sale/outcomes"
 import type { CheckoutRecord } from "../sale/records"
+import { publicItem, type Sale } from "../sale/sales"
 import type { RedisClient } from "./connect"
 import { batcher } from "./batcher"
 import { eventId } from "./journal"
-import { codeShard, itemShard, saleKeys, shardItems, shardPart, statsKey, userShard } from "./keys"
+import { codeShard, itemShard, saleKeys, shardPart, statsKey, userShard } from "./keys"
 import type { LedgerWriter } from "./ledger"
 import type { Lifecycle } from "./lifecycle"
-import { unavailable, type Scripts } from "./scripts"
-
-/** The replies of the shard scripts that decide nothing yet (see each script's header). */
-const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15, abandoned: -16 } as const
+import { step, unavailable, type Batch, type HoldStep, type Scripts, type SlotRequest, type Undecided } from "./scripts"
 
 /** Script calls a request may make before it is answered "try again": the steps, a rebuild, a retry. */
 const maxRounds = 4
 /** How long an instance trusts what it learned about which shards are sold out. */
 const soldOutTrustMs = 1000
 
-type Wanted = { userId: string; itemId: number; flags: string; round: number }
-type Slot = { userId: string; code: string; expiresAt: number; at: number; flags: string }
+/** A checkout on its way: `at`, when set, is the node's time a step said the sale it tried was closed at. */
+type Wanted = { userId: string; itemId: number; flags: string; round: number; at?: number }
 
 export type ShardedCheckoutOptions = {
   redis: RedisClient
@@ -65,30 +63,39 @@ export type ShardedCheckoutOptions = {
   sale: Lifecycle
   ledger: LedgerWriter
   metrics: EngineMetrics
-  config: Pick<Config, "saleItems" | "userLimit">
   shards: number
-  periodMs: number
-  holdMs: number
-  /** Runs a script on a part of the current sale, following the current sale and rebuilding lost state (redis/engine.ts). */
-  decide: (script: "shardHold", part: (saleId: number) => string, args: (saleId: number) => (string | number)[]) => Promise<[number, (string | number)[]]>
+  /** The sale to decide a checkout in at `at` (the open one, or one about to open), as the engine picks it. */
+  candidate: (at: number) => Sale | undefined
+  /** The answer when no sale is open at `at`. */
+  noSale: (at: number) => CheckoutResult
 }
 
 export function createShardedCheckout(options: ShardedCheckoutOptions): (userId: string, itemId: number) => Promise<CheckoutResult> {
-  const { redis, scripts, sale, ledger, metrics, config, shards, periodMs, holdMs, decide } = options
+  const { redis, scripts, sale: lifecycle, ledger, metrics, shards, candidate, noSale } = options
   /**
-   * Per sale, the shards known to be sold out, trusted for a second: a sale gets stock back only when a
-   * rebuild lost uncommitted purchases. Only the current and the previous sale are kept.
+   * Per sale, the shards known to be sold out, trusted for a second: a sale gets stock back only when an
+   * operator restocks it, a hold is released, or a rebuild lost uncommitted purchases. Only two sales are kept.
    */
   const soldOut = new Map<number, { shards: Set<number>; since: number }>()
   /** Tentative holds this instance is settling, by code, so that the same user's second click waits for the first. */
   const settling = new Map<string, Promise<unknown>>()
-
-  const holdQueues = Array.from({ length: shards }, (_, k) => batcher<Wanted, CheckoutResult | Promise<CheckoutResult>>((batch) => hold(k, batch)))
-  const slotQueues = new Map<string, (slot: Slot) => Promise<[number, string]>>()
+  /** One step-1 queue per sale and shard: an item's shard depends on its place among its sale's items. */
+  const holdQueues = new Map<string, (w: Wanted) => Promise<CheckoutResult | Promise<CheckoutResult>>>()
+  const slotQueues = new Map<string, (slot: SlotRequest) => Promise<{ status: number; asked: string[] }>>()
 
   function submit(w: Wanted): Promise<CheckoutResult> {
     if (w.round >= maxRounds) return Promise.reject(new UnavailableError("the sale is changing; try again"))
-    return holdQueues[itemShard(w.itemId, shards, config.saleItems)]!(w) as Promise<CheckoutResult>
+    const at = w.at ?? lifecycle.estimatedNow()
+    const open = candidate(at)
+    if (!open) return Promise.resolve(noSale(at))
+    const k = itemShard(open.items.position(w.itemId), shards)
+    const key = `${open.id}:${k}`
+    let queue = holdQueues.get(key)
+    if (!queue) {
+      queue = batcher<Wanted, CheckoutResult | Promise<CheckoutResult>>((batch) => hold(open, k, batch), () => holdQueues.delete(key))
+      holdQueues.set(key, queue)
+    }
+    return queue(w) as Promise<CheckoutResult>
   }
 
   /** The shards of a sale this instance knows to be sold out. "Some other shard is not" is never remembered: it can stop being true at any moment. */
@@ -97,7 +104,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     if (!known || Date.now() - known.since > soldOutTrustMs) {
       known = { shards: new Set(), since: Date.now() }
       soldOut.set(saleId, known)
-      for (const old of soldOut.keys()) if (old < saleId - 1) soldOut.delete(old)
+      for (const old of soldOut.keys()) if (soldOut.size > 2 && old !== saleId) soldOut.delete(old)
     }
     return known
   }
@@ -108,36 +115,46 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     return known.size >= shards - 1 && [...Array(shards).keys()].every((k) => k === shard || known.has(k)) ? "f" : ""
   }
 
-  /** Step 1 for a batch of checkouts of items on shard k. */
-  async function hold(k: number, batch: Wanted[]): Promise<(CheckoutResult | Promise<CheckoutResult>)[]> {
+  /** A script call on a part of `open`, rebuilding it if Redis lost it; closed: the sale is not open at the node's time. */
+  async function inSale<T>(open: Sale, call: () => Promise<T | Undecided>): Promise<T | { kind: "closed"; now: number }> {
+    for (let attempt = 0; attempt < maxRounds; attempt++) {
+      const reply = await call()
+      const kind = (reply as { kind?: string }).kind
+      if (kind === "notReady") await lifecycle.rebuild(open)
+      else return reply as T | { kind: "closed"; now: number }
+    }
+    throw new UnavailableError("the sale is being rebuilt; try again")
+  }
+
+  /** Step 1 for a batch of checkouts of items on shard k of `open`. */
+  async function hold(open: Sale, k: number, batch: Wanted[]): Promise<(CheckoutResult | Promise<CheckoutResult>)[]> {
     metrics.batchSize.observe(batch.length, "checkout")
-    const [saleId, reply] = await decide("shardHold", (saleId) => shardPart(saleId, k, shards), (saleId) => {
-      const args: (string | number)[] = [sale.nowArg(), saleId, periodMs, config.saleItems, holdMs, shards, k]
-      const known = soldOutFlag(saleId, k)
-      for (const w of batch) args.push(w.itemId, w.userId, newCode(saleId, k), /[fn]/.test(w.flags) ? w.flags : w.flags + known)
-      return args
-    })
-    const part = shardPart(saleId, k, shards)
-    const at = Number(reply[1])
-    const entryId = String(reply[2])
+    const part = shardPart(open.id, k, shards)
+    const known = soldOutFlag(open.id, k)
+    const requests = batch.map((w) => ({ itemId: w.itemId, userId: w.userId, code: newCode(open.id, k), flags: /[fn]/.test(w.flags) ? w.flags : w.flags + known }))
+    const reply = await inSale<Batch<HoldStep>>(open, () => scripts.shardHold(saleKeys(part), lifecycle.nowArg(), open.id, requests))
+    if (reply.kind === "closed") {
+      // Not open at the node's time: each request goes to the sale that is, if one is (its item may be on another shard there).
+      lifecycle.syncClock().catch(() => {})
+      return batch.map((w) => submit({ ...w, at: reply.now, round: w.round + 1 }))
+    }
+    const at = reply.now
     const records: CheckoutRecord[] = []
     const results: (CheckoutResult | Promise<CheckoutResult>)[] = []
-    const tentative: { index: number; w: Wanted; code: string; expiresAt: number }[] = []
+    const tentative: { index: number; w: Wanted; code: string; expiresAt: number; unit: number }[] = []
     const waiting: { index: number; w: Wanted; status: number; code: string }[] = []
     batch.forEach((w, i) => {
-      const status = Number(reply[3 + 3 * i])
-      const code = String(reply[4 + 3 * i])
-      const expiresAt = Number(reply[5 + 3 * i])
-      if (status === step.tentative) return tentative.push({ index: i, w, code, expiresAt })
+      const { status, code, expiresAt, unit } = reply.results[i]!
+      if (status === step.tentative) return tentative.push({ index: i, w, code, expiresAt, unit })
       if (status === step.shardFull || status === step.inFlight) return waiting.push({ index: i, w, status, code })
       const outcome = checkoutOutcome(status)
-      records.push({ kind: "checkout", saleId, eventId: eventId(entryId, records.length, k), userId: w.userId, itemId: w.itemId, outcome, code: code || null, expiresAt: expiresAt || null, at })
-      results[i] = outcome === "repeated" ? { ok: true, repeated: true, code, saleId, itemId: w.itemId, expiresAt } : { ok: false, error: outcome as Exclude<typeof outcome, "reserved" | "repeated"> }
+      records.push({ kind: "checkout", saleId: open.id, eventId: eventId(reply.entryId, records.length, k), userId: w.userId, itemId: w.itemId, outcome, code: code || null, unit: unit || null, expiresAt: expiresAt || null, at })
+      results[i] = outcome === "repeated" ? { ok: true, repeated: true, code, saleId: open.id, item: publicItem(open.items.at(open.items.position(w.itemId))), unit, expiresAt } : { ok: false, error: outcome as Exclude<typeof outcome, "reserved" | "repeated"> }
     })
     // Refusals and repeats changed nothing: answered at once, and kept anyway.
-    if (records.length > 0) ledger.keep(part, entryId, records)
+    if (records.length > 0) ledger.keep(part, reply.entryId, records)
     if (tentative.length > 0) {
-      const settled = settle(saleId, k, at, tentative)
+      const settled = settle(open, k, at, tentative)
       for (const [j, t] of tentative.entries()) {
         const result = settled.then((all) => all[j]!)
         settling.set(t.code, result)
@@ -145,18 +162,19 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
         results[t.index] = result
       }
     }
-    for (const { index, w, status, code } of waiting) results[index] = status === step.shardFull ? askSoldOut(saleId, k, w) : afterSettled(code, w)
+    for (const { index, w, status, code } of waiting) results[index] = status === step.shardFull ? askSoldOut(open, k, w) : afterSettled(code, w)
     return results
   }
 
   /** Step 1 found shard k sold out: whether the sale is sold out depends on the other shards. */
-  async function askSoldOut(saleId: number, k: number, w: Wanted): Promise<CheckoutResult> {
-    const known = soldOutKnown(saleId)
+  async function askSoldOut(open: Sale, k: number, w: Wanted): Promise<CheckoutResult> {
+    const known = soldOutKnown(open.id)
     known.shards.add(k)
     const unknown = [...Array(shards).keys()].filter((j) => !known.shards.has(j))
-    const sold = await Promise.all(unknown.map((j) => redis.hget(statsKey(shardPart(saleId, j, shards)), "sold").catch(unavailable)))
+    const counts = await Promise.all(unknown.map((j) => redis.hmget(statsKey(shardPart(open.id, j, shards)), "sold", "units").catch(unavailable)))
     unknown.forEach((j, i) => {
-      if (sold[i] !== null && Number(sold[i]) >= shardItems(j, shards, config.saleItems)) known.shards.add(j)
+      const [sold, units] = counts[i]!
+      if (sold !== null && units !== null && Number(sold) >= Number(units)) known.shards.add(j)
     })
     // A shard whose state is lost is taken as not sold out: then the item is answered item_sold, which it is.
     const flag = known.shards.size === shards ? "f" : "n"
@@ -174,24 +192,22 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
 
   /** Steps 2 and 3 for the tentative holds of one step-1 call: take each user's slot, then settle them together. */
   /** One answer per tentative hold, each settled on its own; the outer promise fails only if the settle call does. */
-  async function settle(saleId: number, k: number, at: number, tentative: { w: Wanted; code: string; expiresAt: number }[]): Promise<Promise<CheckoutResult>[]> {
+  async function settle(open: Sale, k: number, at: number, tentative: { w: Wanted; code: string; expiresAt: number; unit: number }[]): Promise<Promise<CheckoutResult>[]> {
     // Each slot on its own: one user's shard failing must not leave the others' holds unsettled.
-    const slots = await Promise.allSettled(tentative.map((t) => takeSlot(saleId, t.w.userId, t.code, t.expiresAt, at)))
+    const slots = await Promise.allSettled(tentative.map((t) => takeSlot(open, t.w.userId, t.code, t.expiresAt, at)))
     const verdicts = slots.map((s) => (s.status === "fulfilled" ? s.value : step.abandoned))
-    const part = shardPart(saleId, k, shards)
-    const args: (string | number)[] = [at, saleId, periodMs]
-    tentative.forEach((t, i) => args.push(t.w.itemId, t.w.userId, t.code, verdicts[i]!))
-    const reply = await scripts.shardSettle(saleKeys(part), args).catch(unavailable)
-    const lostAll = Number(reply[0]) === control.notReady
-    const entryId = String(reply[1] ?? "")
+    const part = shardPart(open.id, k, shards)
+    const reply = await scripts.shardSettle(saleKeys(part), at, open.id, tentative.map((t, i) => ({ itemId: t.w.itemId, userId: t.w.userId, code: t.code, verdict: verdicts[i]! })))
+    const lostAll = "kind" in reply
+    const entryId = lostAll ? "" : reply.entryId
     const records: CheckoutRecord[] = []
-    const statuses = tentative.map((_, i) => (lostAll ? step.lost : Number(reply[2 + i])))
+    const statuses = tentative.map((_, i) => (lostAll ? step.lost : reply.statuses[i]!))
     statuses.forEach((status, i) => {
       const t = tentative[i]!
       if (status === step.lost || status === step.abandoned) return
       const outcome = checkoutOutcome(status)
       const granted = outcome === "reserved"
-      records.push({ kind: "checkout", saleId, eventId: eventId(entryId, records.length, k), userId: t.w.userId, itemId: t.w.itemId, outcome, code: granted ? t.code : null, expiresAt: granted ? t.expiresAt : null, at })
+      records.push({ kind: "checkout", saleId: open.id, eventId: eventId(entryId, records.length, k), userId: t.w.userId, itemId: t.w.itemId, outcome, code: granted ? t.code : null, unit: granted ? t.unit : null, expiresAt: granted ? t.expiresAt : null, at })
     })
     const kept = records.length > 0 ? ledger.keep(part, entryId, records) : Promise.resolve(undefined)
     return tentative.map(async (t, i): Promise<CheckoutResult> => {
@@ -199,48 +215,45 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
       const slot = slots[i]!
       if (slot.status === "rejected") {
         // Whether the slot was taken is unknown: free it if it was (unslot ignores a hold it does not list).
-        await unslot(saleId, [[t.w.userId, t.code, "r"]]).catch(() => {})
+        await unslot(open, [[t.w.userId, t.code, "r"]]).catch(() => {})
         throw slot.reason
       }
       if (status === step.lost) {
         // The hold was lost with a rebuilt shard: free its slot and decide the request again.
-        await unslot(saleId, [[t.w.userId, t.code, "r"]])
+        await unslot(open, [[t.w.userId, t.code, "r"]])
         return submit({ ...t.w, round: t.w.round + 1 })
       }
       if (status !== 0) return { ok: false, error: "user_limit" }
       await kept
-      return { ok: true, repeated: false, code: t.code, saleId, itemId: t.w.itemId, expiresAt: t.expiresAt }
+      return { ok: true, repeated: false, code: t.code, saleId: open.id, item: publicItem(open.items.at(open.items.position(t.w.itemId))), unit: t.unit, expiresAt: t.expiresAt }
     })
   }
 
   /** Step 2: the user's slot for one tentative hold; 0 taken, -5 user_limit. */
-  async function takeSlot(saleId: number, userId: string, code: string, expiresAt: number, at: number): Promise<number> {
-    const part = shardPart(saleId, userShard(userId, shards), shards)
+  async function takeSlot(open: Sale, userId: string, code: string, expiresAt: number, at: number): Promise<number> {
+    const part = shardPart(open.id, userShard(userId, shards), shards)
     let flags = ""
     for (let round = 0; round < maxRounds; round++) {
-      const [status, asked] = await slotQueue(saleId, part)({ userId, code, expiresAt, at, flags })
-      if (status === control.notReady) {
-        await sale.rebuild(saleId)
+      const { status, asked } = await slotQueue(open.id, part)({ userId, code, expiresAt, at, flags })
+      if (status === -11) {
+        await lifecycle.rebuild(open)
         // The rebuilt shard lists holds afresh: ask about them again if it comes to that.
         flags = ""
       } else if (status === step.ask) {
-        await askHolds(saleId, userId, asked.split(","))
+        await askHolds(open, userId, asked)
         flags = "x"
       } else return status
     }
     throw new UnavailableError("the sale is being rebuilt; try again")
   }
 
-  function slotQueue(saleId: number, part: string): (slot: Slot) => Promise<[number, string]> {
+  function slotQueue(saleId: number, part: string): (slot: SlotRequest) => Promise<{ status: number; asked: string[] }> {
     let queue = slotQueues.get(part)
     if (!queue) {
-      queue = batcher<Slot, [number, string]>(
+      queue = batcher<SlotRequest, { status: number; asked: string[] }>(
         async (slots) => {
-          const args: (string | number)[] = ["", saleId, periodMs, config.userLimit]
-          for (const s of slots) args.push(s.userId, s.code, s.expiresAt, s.at, s.flags)
-          const reply = await scripts.shardSlot(saleKeys(part), args).catch(unavailable)
-          if (Number(reply[0]) === control.notReady) return slots.map(() => [control.notReady, ""])
-          return slots.map((_, i) => [Number(reply[1 + 2 * i]), String(reply[2 + 2 * i])])
+          const reply = await scripts.shardSlot(saleKeys(part), saleId, slots)
+          return "kind" in reply ? slots.map(() => ({ status: -11, asked: [] })) : reply
         },
         () => slotQueues.delete(part),
       )
@@ -250,7 +263,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   }
 
   /** A user at the limit has holds past their expiry: ask their item shards what became of them, and record it. */
-  async function askHolds(saleId: number, userId: string, codes: string[]): Promise<void> {
+  async function askHolds(open: Sale, userId: string, codes: string[]): Promise<void> {
     const byShard = new Map<number, string[]>()
     const verdicts: [string, string, "p" | "r"][] = []
     for (const code of codes) {
@@ -261,29 +274,30 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     }
     await Promise.all(
       [...byShard].map(async ([shard, asked]) => {
-        const keys = saleKeys(shardPart(saleId, shard, shards))
-        let reply = await scripts.shardVerify(keys, [sale.nowArg(), saleId, periodMs, ...asked]).catch(unavailable)
-        if (Number(reply[0]) === control.notReady) {
-          await sale.rebuild(saleId)
-          reply = await scripts.shardVerify(keys, [sale.nowArg(), saleId, periodMs, ...asked]).catch(unavailable)
+        const keys = saleKeys(shardPart(open.id, shard, shards))
+        let reply = await scripts.shardVerify(keys, lifecycle.nowArg(), open.id, asked)
+        if ("kind" in reply) {
+          await lifecycle.rebuild(open)
+          reply = await scripts.shardVerify(keys, lifecycle.nowArg(), open.id, asked)
         }
+        if ("kind" in reply) return
         asked.forEach((code, i) => {
-          const verdict = String(reply[1 + i])
+          const verdict = reply[i]
           if (verdict === "p" || verdict === "r") verdicts.push([userId, code, verdict])
         })
       }),
     )
-    await unslot(saleId, verdicts)
+    await unslot(open, verdicts)
   }
 
-  async function unslot(saleId: number, holds: [user: string, code: string, verdict: "p" | "r"][]): Promise<void> {
+  async function unslot(open: Sale, holds: [user: string, code: string, verdict: "p" | "r"][]): Promise<void> {
     if (holds.length === 0) return
-    const byPart = new Map<string, (string | number)[]>()
-    for (const [user, code, verdict] of holds) {
-      const part = shardPart(saleId, userShard(user, shards), shards)
-      byPart.set(part, [...(byPart.get(part) ?? []), user, code, verdict])
+    const byPart = new Map<string, [string, string, "p" | "r"][]>()
+    for (const hold of holds) {
+      const part = shardPart(open.id, userShard(hold[0], shards), shards)
+      byPart.set(part, [...(byPart.get(part) ?? []), hold])
     }
-    await Promise.all([...byPart].map(([part, args]) => scripts.shardUnslot(saleKeys(part), ["", saleId, periodMs, ...args]).catch(unavailable)))
+    await Promise.all([...byPart].map(([part, list]) => scripts.shardUnslot(saleKeys(part), open.id, list)))
   }
 
   return (userId, itemId) => submit({ userId, itemId, flags: "", round: 0 })

@@ -16,7 +16,14 @@ function mix(x: number): number {
   return (x ^ (x >>> 16)) >>> 0
 }
 
+/** What a shopper sees of an item. */
 export type Item = { id: number; name: string; image: string; price?: number }
+
+/** An item as a sale sells it: its units (`stock`) and how many of them one user may buy (`perUser`). */
+export type SaleItem = Item & { stock: number; perUser: number }
+
+/** The bounds of an item's stock and per-user limit (a Lua score packs item and unit into a double: see lua/prelude.lua). */
+export const maxStock = 1_000_000
 
 /** The generated item: the same name and image for (saleId, itemId) on every instance. */
 export function itemOf(saleId: number, itemId: number): Item {
@@ -25,16 +32,21 @@ export function itemOf(saleId: number, itemId: number): Item {
   return { id: itemId, name, image: `https://picsum.photos/seed/flashsale-${saleId}-${itemId}/480/480` }
 }
 
-/** Answers what item `itemId` of sale `saleId` is. `size`: how many items the catalog fixes (ids 1..size), if any. */
-export type Catalog = { size: number | undefined; itemOf(saleId: number, itemId: number): Item }
+/**
+ * The recurring sales' items: generated (ids 1..SALE_ITEMS, one unit each) or the shop's CATALOG_FILE (its ids
+ * 1..N, with their stock and per-user limit). `size`: how many items the catalog fixes, if any.
+ */
+export type Catalog = { size: number | undefined; itemOf(saleId: number, itemId: number): SaleItem; uniform: boolean }
 
-export const generatedCatalog: Catalog = { size: undefined, itemOf }
+export const generatedCatalog: Catalog = { size: undefined, itemOf: (saleId, itemId) => ({ ...itemOf(saleId, itemId), stock: 1, perUser: 1 }), uniform: true }
 
 /** The shop's items, the same in every sale; ids are 1..items.length (parseCatalog checks that). */
-export function fixedCatalog(items: Item[]): Catalog {
-  const byId: Item[] = []
+export function fixedCatalog(items: SaleItem[]): Catalog {
+  const byId: SaleItem[] = []
   for (const item of items) byId[item.id] = item
-  return { size: items.length, itemOf: (_saleId, itemId) => byId[itemId] ?? { id: itemId, name: `Item ${itemId}`, image: "" } }
+  const first = items[0]
+  const uniform = items.every((i) => i.stock === first?.stock && i.perUser === first?.perUser)
+  return { size: items.length, itemOf: (_saleId, itemId) => byId[itemId] ?? { id: itemId, name: `Item ${itemId}`, image: "", stock: 1, perUser: 1 }, uniform }
 }
 
 /** A problem in a catalog's text, at a line (1-based). */
@@ -50,11 +62,12 @@ export class CatalogProblem extends Error {
 const maxId = 1_000_000
 
 /**
- * Parses a catalog: CSV with a header naming id, name, image (and optionally price) in any order,
- * or JSON lines ({"id":1,"name":"…","image":"…","price":9.5}) when the first non-blank character is `{`.
+ * Parses a catalog: CSV with a header naming id, name, image (and optionally price, stock, per_user) in any
+ * order, or JSON lines ({"id":1,"name":"…","image":"…","price":9.5,"stock":20,"per_user":2}) when the first
+ * non-blank character is `{`. stock and per_user default to 1.
  * Blank lines are skipped. The ids must be 1..N, each once, where N is the number of items.
  */
-export function parseCatalog(text: string): Item[] {
+export function parseCatalog(text: string): SaleItem[] {
   const lines = text.split("\n")
   const first = lines.findIndex((l) => l.trim() !== "")
   if (first < 0) throw new CatalogProblem(1, "the file is empty")
@@ -72,14 +85,24 @@ export function parseCatalog(text: string): Item[] {
   return items.map(([, item]) => item)
 }
 
-function item(line: number, fields: { id: unknown; name: unknown; image: unknown; price?: unknown }): Item {
+/** A whole number from `min` to `max`, from JSON or CSV; undefined when absent or empty. */
+function count(line: number, id: number, name: string, value: unknown, min: number, max: number): number | undefined {
+  if (value === undefined || value === null || value === "") return undefined
+  const n = typeof value === "number" ? value : typeof value === "string" && /^\s*\d{1,9}\s*$/.test(value) ? Number(value) : NaN
+  if (!Number.isInteger(n) || n < min || n > max) throw new CatalogProblem(line, `item ${id}: ${name} ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`)
+  return n
+}
+
+function item(line: number, fields: { id: unknown; name: unknown; image: unknown; price?: unknown; stock?: unknown; per_user?: unknown }): SaleItem {
   const id = typeof fields.id === "number" ? fields.id : typeof fields.id === "string" && /^\s*\d{1,9}\s*$/.test(fields.id) ? Number(fields.id) : NaN
   if (!Number.isInteger(id) || id < 1 || id > maxId) throw new CatalogProblem(line, `id ${JSON.stringify(fields.id ?? "")} is not a whole number from 1 to ${maxId}`)
   const name = typeof fields.name === "string" ? fields.name.trim() : ""
   if (!name) throw new CatalogProblem(line, `item ${id} has no name`)
   const image = typeof fields.image === "string" ? fields.image.trim() : ""
   if (!/^(https?:\/\/[^\s]+|\/[^\s]*)$/.test(image)) throw new CatalogProblem(line, `item ${id}: image ${JSON.stringify(image)} is not an http(s) URL or a path starting with /`)
-  const result: Item = { id, name, image }
+  const stock = count(line, id, "stock", fields.stock, 1, maxStock) ?? 1
+  const perUser = count(line, id, "per_user", fields.per_user, 1, maxStock) ?? 1
+  const result: SaleItem = { id, name, image, stock, perUser }
   const price = fields.price
   if (price !== undefined && price !== null && price !== "") {
     const n = typeof price === "number" ? price : typeof price === "string" && /^\s*\d+(\.\d+)?\s*$/.test(price) ? Number(price) : NaN
@@ -89,8 +112,8 @@ function item(line: number, fields: { id: unknown; name: unknown; image: unknown
   return result
 }
 
-function jsonLines(lines: string[]): [number, Item][] {
-  const items: [number, Item][] = []
+function jsonLines(lines: string[]): [number, SaleItem][] {
+  const items: [number, SaleItem][] = []
   lines.forEach((text, i) => {
     if (text.trim() === "") return
     let value: unknown
@@ -138,21 +161,22 @@ function fieldsOf(text: string, line: number): string[] {
   }
 }
 
-function csv(lines: string[], headerAt: number): [number, Item][] {
+function csv(lines: string[], headerAt: number): [number, SaleItem][] {
   const strip = (l: string) => (l.endsWith("\r") ? l.slice(0, -1) : l)
   const header = fieldsOf(strip(lines[headerAt]!).replace(/^\uFEFF/, ""), headerAt + 1).map((h) => h.trim().toLowerCase())
   const column = (name: string) => header.indexOf(name)
   for (const name of ["id", "name", "image"]) {
-    if (column(name) < 0) throw new CatalogProblem(headerAt + 1, `the header has no "${name}" column (expected id,name,image and optionally price; got ${header.join(",")})`)
+    if (column(name) < 0) throw new CatalogProblem(headerAt + 1, `the header has no "${name}" column (expected id,name,image and optionally price, stock, per_user; got ${header.join(",")})`)
   }
-  const [id, name, image, price] = [column("id"), column("name"), column("image"), column("price")]
-  const items: [number, Item][] = []
+  const [id, name, image, price, stock, perUser] = [column("id"), column("name"), column("image"), column("price"), column("stock"), column("per_user")]
+  const optional = (f: string[], at: number) => (at < 0 ? undefined : f[at])
+  const items: [number, SaleItem][] = []
   for (let i = headerAt + 1; i < lines.length; i++) {
     const text = strip(lines[i]!)
     if (text.trim() === "") continue
     const f = fieldsOf(text, i + 1)
     if (f.length !== header.length) throw new CatalogProblem(i + 1, `${f.length} fields, but the header has ${header.length}`)
-    items.push([i + 1, item(i + 1, { id: f[id], name: f[name], image: f[image], price: price < 0 ? undefined : f[price] })])
+    items.push([i + 1, item(i + 1, { id: f[id], name: f[name], image: f[image], price: optional(f, price), stock: optional(f, stock), per_user: optional(f, perUser) })])
   }
   return items
 }

@@ -11,6 +11,7 @@ export const outcomes = {
   item_sold: { decision: "checkout", n: -3, status: 409 },
   item_reserved: { decision: "checkout", n: -4, status: 409 },
   user_limit: { decision: "checkout", n: -5, status: 429 },
+  sale_paused: { decision: "checkout", n: -8, status: 409 },
   purchased: { decision: "purchase", n: 0, status: 200 },
   code_not_found: { decision: "purchase", n: -6, status: 404 },
   code_used: { decision: "purchase", n: -7, status: 409 },

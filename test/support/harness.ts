@@ -13,6 +13,7 @@ import { createEmbeddedEngine } from "../../src/embedded/engine"
 import { openStore } from "../../src/embedded/sqlite"
 import type { Config } from "../../src/config"
 import type { Engine } from "../../src/sale/engine"
+import { generatedCatalog, type Catalog } from "../../src/sale/catalog"
 import { isolated, until } from "./services"
 
 export type EngineKind = "redis" | "embedded"
@@ -20,7 +21,7 @@ export type EngineKind = "redis" | "embedded"
 export const engines: EngineKind[] = ["redis", "embedded"]
 
 /** saleShards splits the Redis engine's sales (src/redis/shards.ts); the embedded engine has no such thing. */
-export type SaleConfig = Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds"> & { saleShards?: number }
+export type SaleConfig = Pick<Config, "saleItems" | "userLimit" | "salePeriodSeconds" | "holdSeconds"> & { saleShards?: number; saleSchedule?: "recurring" | "planned" }
 
 export const defaults: SaleConfig = { saleItems: 100, userLimit: 3, salePeriodSeconds: 3600, holdSeconds: 60 }
 
@@ -37,7 +38,7 @@ type Kept = {
 /** A Redis Cluster to run the Redis engine on instead of the suite's one Redis (support/services.ts startRedisCluster). */
 export type OnCluster = { nodes: { url: string }[]; flush(): Promise<void> }
 
-async function redisEngine(config: SaleConfig, now: () => number, cluster?: OnCluster): Promise<{ engine: Engine; kept: Kept }> {
+async function redisEngine(config: SaleConfig, now: () => number, catalog: Catalog, cluster?: OnCluster): Promise<{ engine: Engine; kept: Kept }> {
   const env = await isolated()
   let redis: RedisClient = env.redis
   let ledgerRedis: RedisClient = new Redis(env.redisUrl)
@@ -51,7 +52,7 @@ async function redisEngine(config: SaleConfig, now: () => number, cluster?: OnCl
     await Promise.all([redis.connect(), ledgerRedis.connect()])
   }
   const ledger = createLedgerWriter({ redis: ledgerRedis, sql: env.sql, claimAfterMs: 500, log: () => {} })
-  const engine = createRedisEngine({ redis, sql: env.sql, ledger, config, now, log: () => {}, mode: cluster ? "cluster" : "standalone" })
+  const engine = createRedisEngine({ redis, sql: env.sql, ledger, config, catalog, now, log: () => {}, mode: cluster ? "cluster" : "standalone" })
   await engine.claimShards()
   await engine.prepare()
   ledger.start()
@@ -77,10 +78,10 @@ async function redisEngine(config: SaleConfig, now: () => number, cluster?: OnCl
   }
 }
 
-function embeddedEngine(config: SaleConfig, now: () => number, metrics?: EngineMetrics): { engine: Engine; kept: Kept } {
+function embeddedEngine(config: SaleConfig, now: () => number, catalog: Catalog, metrics?: EngineMetrics): { engine: Engine; kept: Kept } {
   const dir = mkdtempSync(join(tmpdir(), "fs-embedded-"))
   const store = openStore(join(dir, "flashsale.sqlite"))
-  const engine = createEmbeddedEngine({ store, config, now, log: () => {}, metrics })
+  const engine = createEmbeddedEngine({ store, config: { saleSchedule: "recurring", ...config }, catalog, now, log: () => {}, metrics })
   return {
     engine,
     kept: {
@@ -97,16 +98,17 @@ function embeddedEngine(config: SaleConfig, now: () => number, metrics?: EngineM
   }
 }
 
-/** What the app is given besides the engine: its own metrics and catalog, and rate limits (off unless given). */
-export type AppOptions = Partial<Pick<AppDeps, "metrics" | "catalog">> & { limits?: Partial<Limits>; cluster?: OnCluster }
+/** What the app and engine are given besides the sale: metrics, the recurring catalog, rate limits (off unless given), CORS, the operator's token. */
+export type AppOptions = Partial<Pick<AppDeps, "metrics">> & { catalog?: Catalog; limits?: Partial<Limits>; cluster?: OnCluster; corsOrigins?: string[]; adminToken?: string }
 
 export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind = "redis", options: AppOptions = {}) {
   const full = { ...defaults, ...config }
   const period = full.salePeriodSeconds * 1000
   // A sale in the future far enough that real time never reaches it, 1 s after it starts.
   const clock = { now: 1_900_000_000_000 - (1_900_000_000_000 % period) + 1000 }
-  const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now, options.cluster) : embeddedEngine(full, () => clock.now, options.metrics)
-  const app = createApp({ engine, config: { ...full, ...options.limits }, log: () => {}, metrics: options.metrics, catalog: options.catalog })
+  const catalog = options.catalog ?? generatedCatalog
+  const { engine, kept } = kind === "redis" ? await redisEngine(full, () => clock.now, catalog, options.cluster) : embeddedEngine(full, () => clock.now, catalog, options.metrics)
+  const app = createApp({ engine, config: { ...full, ...options.limits, corsOrigins: options.corsOrigins, adminToken: options.adminToken }, log: () => {}, metrics: options.metrics })
 
   const call = async (method: string, path: string, init: { body?: string | FormData; headers?: Record<string, string> } = {}) => {
     const response = await app.handle(new Request(`http://localhost${path}`, { method, ...init }))

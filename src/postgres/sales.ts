@@ -1,0 +1,116 @@
+/**
+ * The sales operators planned or changed, and their actions, kept in PostgreSQL (the Redis engine's side of
+ * sale/operator.ts's SalesStore). Every write is one transaction under an advisory lock, so that two instances
+ * never give out one id or revision, or create two overlapping sales at once.
+ */
+import type { Sql, TransactionSql } from "postgres"
+import { actionFromRow, changed, definitionQueries, overrideFromRow, saleFromRows, type Action, type KeptSales, type NewSale, type SaleChange } from "../sale/definitions"
+import type { SalesStore } from "../sale/operator"
+import type { RecurringOverride, Sale } from "../sale/sales"
+import { ensureSchema } from "./schema"
+
+const q = definitionQueries("postgres")
+const lockId = 727275
+
+type Runner = Sql | TransactionSql
+const rows = (sql: Runner, text: string, params: unknown[] = []) => sql.unsafe(text, params as never[]) as unknown as Promise<Record<string, unknown>[]>
+
+export function postgresSales(sql: Sql): SalesStore {
+  const itemsOf = (sql: Runner, id: unknown) => rows(sql, q.items, [id])
+
+  async function load(): Promise<KeptSales> {
+    await ensureSchema(sql)
+    const planned: Sale[] = []
+    const overrides = new Map<number, RecurringOverride>()
+    for (const row of await rows(sql, q.sales)) {
+      if (row.kind === "recurring") overrides.set(Number(row.id), overrideFromRow(row))
+      else planned.push(saleFromRows(row, await itemsOf(sql, row.id)))
+    }
+    return { planned, overrides, rev: Number((await rows(sql, q.revision))[0]!.rev) }
+  }
+
+  const record = (tx: Runner, a: Action) => rows(tx, q.insertAction, [a.at, a.action, a.saleId, JSON.stringify(a.details), a.client])
+  const nextRev = async (tx: Runner) => Number((await rows(tx, q.revision))[0]!.rev) + 1
+  const overlaps = async (tx: Runner, startsAt: number, endsAt: number, except: number) => (await rows(tx, q.overlaps, [startsAt, endsAt, except])).map((r) => Number(r.id))
+  const locked = <T>(work: (tx: TransactionSql) => Promise<T>) =>
+    ensureSchema(sql).then(() =>
+      sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(${lockId})`
+        return work(tx)
+      }) as Promise<T>,
+    )
+
+  return {
+    load,
+    revision: async () => {
+      await ensureSchema(sql)
+      return Number((await rows(sql, q.revision))[0]!.rev)
+    },
+
+    create: (input: NewSale, action: Action) =>
+      locked(async (tx) => {
+        const found = await overlaps(tx, input.startsAt, input.endsAt, 0)
+        if (found.length > 0) return { overlaps: found }
+        const id = Number((await rows(tx, q.nextId))[0]!.id)
+        await rows(tx, q.insertSale, [id, "planned", input.name, input.startsAt, input.endsAt, null, false, input.userLimit, input.holdMs / 1000, await nextRev(tx), action.at])
+        // Up to 100,000 items: one statement, not one per item.
+        const columns = { id: [] as number[], position: [] as number[], name: [] as string[], image: [] as string[], price: [] as (number | null)[], stock: [] as number[], perUser: [] as number[] }
+        input.items.forEach((item, i) => {
+          columns.id.push(item.id)
+          columns.position.push(i)
+          columns.name.push(item.name)
+          columns.image.push(item.image)
+          columns.price.push(item.price ?? null)
+          columns.stock.push(item.stock)
+          columns.perUser.push(item.perUser)
+        })
+        await tx`insert into sale_items (sale_id, item_id, position, name, image, price, stock, per_user)
+          select ${id}, * from unnest(${columns.id}::int[], ${columns.position}::int[], ${columns.name}::text[], ${columns.image}::text[], ${columns.price}::numeric[], ${columns.stock}::int[], ${columns.perUser}::int[])`
+        await record(tx, { ...action, saleId: id })
+        return { sale: saleFromRows((await rows(tx, q.sale, [id]))[0]!, await itemsOf(tx, id)) }
+      }),
+
+    change: (before: Sale, delta: SaleChange, action: Action) =>
+      locked(async (tx) => {
+        if (delta.endsAt !== undefined) {
+          const found = await overlaps(tx, before.startsAt, delta.endsAt, before.id)
+          if (found.length > 0) return { overlaps: found }
+        }
+        const after = changed(before, delta, await nextRev(tx))
+        const exists = (await rows(tx, q.sale, [before.id])).length > 0
+        // A recurring sale is kept once an operator changes it.
+        if (!exists) await rows(tx, q.insertSale, [after.id, after.kind, after.name, after.startsAt, after.endsAt, after.endedAt, after.paused, after.userLimit, after.holdMs / 1000, after.rev, action.at])
+        else await rows(tx, q.updateSale, [after.id, after.name, after.endsAt, after.endedAt, after.paused, after.userLimit, after.holdMs / 1000, after.rev])
+        for (const { id, stock } of delta.stocks ?? []) await rows(tx, q.updateStock, [before.id, id, stock])
+        await record(tx, action)
+        return { sale: after }
+      }),
+
+    remove: (sale: Sale, action: Action) =>
+      locked(async (tx) => {
+        await rows(tx, q.deleteSale, [sale.id, action.at, await nextRev(tx)])
+        await record(tx, action)
+      }),
+
+    record: async (action: Action) => {
+      await ensureSchema(sql)
+      await record(sql, action)
+    },
+
+    actions: async ({ before, saleId, limit }) => {
+      await ensureSchema(sql)
+      return (await rows(sql, q.actions, [before ?? Number.MAX_SAFE_INTEGER, saleId ?? null, limit])).map(actionFromRow)
+    },
+
+    counts: async (saleId: number) => {
+      await ensureSchema(sql)
+      const [r] = await sql`select
+          (select count(*) from purchases where sale_id = ${saleId})::int as sold,
+          (select count(*) from checkout_attempts where sale_id = ${saleId} and outcome in ('reserved', 'repeated'))::int as c_ok,
+          (select count(*) from checkout_attempts where sale_id = ${saleId} and outcome not in ('reserved', 'repeated'))::int as c_rej,
+          (select count(*) from purchase_attempts where sale_id = ${saleId} and outcome = 'purchased')::int as p_ok,
+          (select count(*) from purchase_attempts where sale_id = ${saleId} and outcome <> 'purchased')::int as p_rej`
+      return { sold: r!.sold, reserved: 0, checkouts: { accepted: r!.c_ok, rejected: r!.c_rej }, purchases: { accepted: Math.max(r!.p_ok, r!.sold), rejected: r!.p_rej } }
+    },
+  }
+}

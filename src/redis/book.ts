@@ -1,0 +1,43 @@
+/**
+ * The sales this instance knows, as PostgreSQL keeps them: the planned sales, or the recurring schedule with the
+ * pauses and ends operators made. Every instance reads the newest revision once a second and loads the sales
+ * again when another instance changed one, so a change reaches every instance within a second; the decisions
+ * themselves read a sale's settings from its own Redis keys (lua/prelude.lua), not from here.
+ */
+import type { SalesStore } from "../sale/operator"
+import { plannedSchedule, recurringSchedule, type Schedule } from "../sale/schedule"
+import { closesAt, purchasableUntil, recurringSaleId, type Recurring, type Sale } from "../sale/sales"
+
+export type Book = ReturnType<typeof createBook>
+
+export function createBook(store: SalesStore, kind: "recurring" | "planned", recurring: Recurring) {
+  let schedule: Schedule = kind === "recurring" ? recurringSchedule(recurring) : plannedSchedule([])
+  let rev = -1
+
+  async function load(): Promise<void> {
+    const kept = await store.load()
+    schedule = kind === "recurring" ? recurringSchedule(recurring, kept.overrides) : plannedSchedule(kept.planned)
+    rev = kept.rev
+  }
+
+  return {
+    schedule: () => schedule,
+    /** Whether the sales were read from the store at least once (the planned schedule needs that to sell). */
+    get loaded() {
+      return rev >= 0
+    },
+    load,
+    /** Loads the sales again if another instance changed one since. */
+    async poll(): Promise<void> {
+      if ((await store.revision()) !== rev) await load()
+    },
+    /** The sales whose holds may still be live at `t`: the open one, and those closed less than their hold time ago. */
+    recent(t: number): Sale[] {
+      if (kind === "recurring") {
+        const id = recurringSaleId(t, recurring.periodMs)
+        return [schedule.get(id)!, schedule.get(id - 1)!].filter((s) => s && purchasableUntil(s) > t)
+      }
+      return schedule.sales.filter((s) => s.startsAt <= t && purchasableUntil(s) > t && closesAt(s) > s.startsAt)
+    },
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The live side of the operator API on Redis (sale/operator.ts's LiveSales), the reconciliation that keeps
+ * every part of a sale in line with PostgreSQL, and the storefront's snapshot (GET /items).
+ *
+ * A sale's settings live in each part's state hash, so the scripts of every instance read them at every
+ * decision. An operator's change is applied to every part under the sale's settings lock: what tightens first
+ * (settings.lua 'restrict'), then, once PostgreSQL has it, the whole definition with its revision ('apply').
+ * Once a second each instance compares the parts of the sales that matter with the book and applies what is
+ * missing: a change kept by an instance that died before applying it, or a 'restrict' never completed.
+ */
+import type { RedisClient } from "./connect"
+import { Refusal, type LiveSales, type SaleCounts } from "../sale/operator"
+import type { SaleChange } from "../sale/definitions"
+import { closesAt, type Sale } from "../sale/sales"
+import { shelfOf } from "../sale/shelf"
+import type { Shelf } from "../sale/engine"
+import type { Book } from "./book"
+import type { Lifecycle } from "./lifecycle"
+import { availKey, itemShard, layoutVersion, partsOf, saleKeys, settingsLockKey, statsKey } from "./keys"
+import type { Scripts } from "./scripts"
+
+const lockMs = 10_000
+
+export function createLive({ redis, scripts, book, sale: lifecycle, shards, log }: { redis: RedisClient; scripts: Scripts; book: Book; sale: Lifecycle; shards: number; log: (message: string) => void }) {
+  const parts = (saleId: number) => partsOf(saleId, shards)
+  const token = crypto.randomUUID()
+
+  const settingsText = (s: Pick<Sale, "startsAt" | "endsAt" | "endedAt" | "paused" | "userLimit" | "holdMs" | "rev">, closes: number | "now" = closesAt(s)) => `${s.startsAt}|${closes}|${s.paused ? 1 : 0}|${s.userLimit}|${s.holdMs}|${s.rev}`
+
+  /** The stocks of a part's items, "id:stock,...": those given, or every item of the part (a uniform sale has no stock to change). */
+  function stocksOf(sale: Sale, k: number, only?: { id: number; stock: number }[]): string {
+    if (only) return only.filter((s) => shards === 1 || itemShard(sale.items.position(s.id), shards) === k).map((s) => `${s.id}:${s.stock}`).join(",")
+    if (sale.items.uniform) return ""
+    const out: string[] = []
+    for (let p = k; p < sale.items.size; p += shards) out.push(`${sale.items.at(p).id}:${sale.items.at(p).stock}`)
+    return out.join(",")
+  }
+
+  async function lock(saleId: number): Promise<boolean> {
+    return (await redis.set(settingsLockKey(parts(saleId)[0]!), token, "PX", lockMs, "NX")) === "OK"
+  }
+  async function unlock(saleId: number): Promise<void> {
+    const key = settingsLockKey(parts(saleId)[0]!)
+    if ((await redis.get(key)) === token) await redis.del(key)
+  }
+
+  async function apply(sale: Sale): Promise<void> {
+    await Promise.all(parts(sale.id).map((part, k) => scripts.settings(saleKeys(part), lifecycle.nowArg(), sale.id, "apply", settingsText(sale), stocksOf(sale, k))))
+  }
+
+  async function partStatuses(sale: Sale) {
+    return Promise.all(parts(sale.id).map((part) => scripts.status(saleKeys(part), lifecycle.nowArg())))
+  }
+
+  const live: LiveSales = {
+    now: async () => lifecycle.estimatedNow(),
+    async exclusive(sale, work) {
+      const deadline = Date.now() + 5000
+      while (!(await lock(sale.id))) {
+        if (Date.now() > deadline) throw new Refusal("unavailable", `Another operator's change to sale ${sale.id} is under way; try again.`)
+        await Bun.sleep(20)
+      }
+      try {
+        return await work()
+      } finally {
+        await unlock(sale.id).catch(() => {})
+      }
+    },
+    async restrict(sale: Sale, change: SaleChange) {
+      const tight = { ...sale, paused: change.paused === true || sale.paused, userLimit: Math.min(change.userLimit ?? sale.userLimit, sale.userLimit) }
+      const closes = change.endedAt !== undefined ? "now" : closesAt(sale)
+      const lowered = (change.stocks ?? []).filter((s) => {
+        const position = sale.items.position(s.id)
+        return position >= 0 && s.stock < sale.items.at(position).stock
+      })
+      let at = lifecycle.estimatedNow()
+      const replies = await Promise.all(parts(sale.id).map((part, k) => scripts.settings(saleKeys(part), lifecycle.nowArg(), sale.id, "restrict", settingsText(tight, closes), stocksOf(sale, k, lowered))))
+      for (const reply of replies) {
+        if (reply.kind === "inUse") {
+          // Parts already restricted go back to what is kept.
+          await apply(sale).catch(() => {})
+          return new Refusal("stock_in_use", `Item ${reply.itemId}'s stock cannot go below ${reply.unit}: unit ${reply.unit} is sold or held.`, { item: reply.itemId, lowest_stock: reply.unit })
+        }
+        if (reply.kind === "done") at = Math.max(at, reply.now)
+      }
+      return { now: at }
+    },
+    apply,
+    async counts(sale) {
+      const statuses = await partStatuses(sale)
+      if (statuses.some((s) => "kind" in s)) return undefined
+      const all = statuses as Exclude<(typeof statuses)[number], { kind: "notReady" }>[]
+      const sum = (f: (s: (typeof all)[number]) => number) => all.reduce((a, s) => a + f(s), 0)
+      return {
+        sold: sum((s) => s.sold),
+        reserved: sum((s) => s.held),
+        checkouts: { accepted: sum((s) => s.checkoutsOk), rejected: sum((s) => s.checkoutsRejected) },
+        purchases: { accepted: sum((s) => s.purchasesOk), rejected: sum((s) => s.purchasesRejected) },
+      } satisfies SaleCounts
+    },
+    async available(sale) {
+      const read = await availableOf(sale)
+      return read && Array.from({ length: sale.items.size }, (_, p) => read(p))
+    },
+    reload: () => book.load(),
+    schedule: () => book.schedule(),
+  }
+
+  /** Units available by position, from each part's avail string (lua/prelude.lua), or undefined while a part is not initialised. */
+  async function availableOf(sale: Sale): Promise<((position: number) => number) | undefined> {
+    const buffers = await Promise.all(parts(sale.id).map((part) => redis.getBuffer(availKey(part))))
+    if (buffers.some((b) => b === null)) return undefined
+    const views = buffers.map((b) => new DataView(b!.buffer, b!.byteOffset, b!.byteLength))
+    return (position) => {
+      const view = views[position % shards]!
+      const at = Math.floor(position / shards) * 4
+      return at + 4 <= view.byteLength ? view.getUint32(at) : 0
+    }
+  }
+
+  /** Puts every part of the sales that matter in line with the book: a change not applied, or a 'restrict' left dirty. */
+  async function reconcile(): Promise<void> {
+    const at = lifecycle.estimatedNow()
+    const schedule = book.schedule()
+    const sales = new Map<number, Sale>()
+    for (const s of [...book.recent(at), schedule.current(at), schedule.next(at)]) if (s) sales.set(s.id, s)
+    for (const sale of sales.values()) {
+      const states = await Promise.all(parts(sale.id).map((part) => redis.hmget(statsKey(part), "v", "rev", "dirty")))
+      const behind = states.some(([v, rev, dirty]) => v === layoutVersion && (Number(rev) < sale.rev || dirty === "1"))
+      if (!behind || !(await lock(sale.id))) continue
+      try {
+        await apply(sale)
+        log(`sale ${sale.id}: settings brought in line with PostgreSQL (revision ${sale.rev})`)
+      } finally {
+        await unlock(sale.id).catch(() => {})
+      }
+    }
+  }
+
+  // The storefront: refreshed in the background while anyone reads it, at most a second old.
+  let current: { shelf: Shelf; at: number; detector: string } | undefined
+  let wantedAt = 0
+  let refreshing: Promise<void> | undefined
+  async function refreshShelf(): Promise<void> {
+    const at = lifecycle.estimatedNow()
+    const schedule = book.schedule()
+    const sale = schedule.current(at) ?? schedule.next(at)
+    if (!sale) {
+      current = { shelf: shelfOf(undefined, () => undefined), at: Date.now(), detector: "none" }
+      return
+    }
+    // Only when something changed: the counters a hold, an expiry, a sale or a restock moves.
+    const stats = await Promise.all(parts(sale.id).map((part) => redis.hmget(statsKey(part), "c_ok", "held", "sold", "units", "rev")))
+    const detector = `${sale.id}/${sale.rev}/${JSON.stringify(stats)}`
+    if (current && current.detector === detector) {
+      current.at = Date.now()
+      return
+    }
+    const read = await availableOf(sale)
+    current = { shelf: shelfOf(sale, (p) => read?.(p)), at: Date.now(), detector }
+  }
+
+  return {
+    live,
+    reconcile,
+    /** The storefront's snapshot; reading it keeps it refreshed for the next minute. The first read waits for the first snapshot. */
+    shelf(): Shelf | Promise<Shelf> {
+      wantedAt = Date.now()
+      if (!current || Date.now() - current.at >= 1000) refreshing ??= refreshShelf().finally(() => (refreshing = undefined))
+      return current ? current.shelf : refreshing!.then(() => current!.shelf)
+    },
+    /** Called by the maintenance timer: keeps the snapshot fresh while someone read it in the last minute. */
+    async tickShelf(): Promise<void> {
+      if (Date.now() - wantedAt < 60_000 && (!current || Date.now() - current.at >= 500)) await (refreshing ??= refreshShelf().finally(() => (refreshing = undefined)))
+    },
+  }
+}
