@@ -136,6 +136,13 @@ export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind
      * `at`'s are prepared before they start (more would never be touched), so no sale is found missing and rebuilt.
      */
     async moveTo(at: number) {
+      if (full.saleSchedule === "planned") {
+        // Planned sales: the next one is prepared before the clock reaches it, and the one after once there.
+        await kept.prepareNext()
+        clock.now = at
+        await kept.prepareNext()
+        return
+      }
       const target = Math.floor(at / period)
       for (let sale = Math.max(Math.floor(clock.now / period) + 1, target - 1); sale <= target; sale++) {
         clock.now = sale * period - 1
@@ -143,6 +150,9 @@ export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind
       }
       clock.now = at
     },
+    /** A call to the operator API with the token (the harness's `adminToken`), or with `token` when given. */
+    admin: (method: string, path: string, body?: unknown, token = options.adminToken) =>
+      call(method, path, { body: body === undefined ? undefined : JSON.stringify(body), headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}) } }),
     /** Drops finished sales from Redis, as the retention prune does, so that long test runs stay fast. */
     forget: kept.forget,
     close: kept.close,
