@@ -15,7 +15,7 @@ import type { Catalog } from "../sale/catalog"
 import type { DecisionRecord } from "../sale/records"
 import * as rules from "../sale/rules"
 import { createOperator, Refusal, type LiveSales } from "../sale/operator"
-import { plannedSchedule, recurringSchedule, type Schedule } from "../sale/schedule"
+import { merge, nothingKnown, scheduleOf, type Schedule } from "../sale/schedule"
 import { isOpen, publicItem, purchasableUntil, settingsOf, type Sale } from "../sale/sales"
 import { shelfOf, stateOf } from "../sale/shelf"
 import type { Store } from "./sqlite"
@@ -51,16 +51,12 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
   const { store, config, catalog, now = Date.now, retentionMs = defaultRetentionMs, onFatal = () => {}, log = console.log, metrics = processMetrics } = options
   const recurring = { periodMs: config.salePeriodSeconds * 1000, saleItems: config.saleItems, userLimit: config.userLimit, holdMs: config.holdSeconds * 1000, catalog }
   const sales = new Map<number, rules.SaleState>()
-  let schedule: Schedule = scheduleOf()
+  const known = merge(nothingKnown(), store.sales.loadNow())
+  let schedule: Schedule = scheduleOf(config.saleSchedule, recurring, known)
   let failed: Error | undefined
   let pending: { record: DecisionRecord; settle: () => void; fail: (error: Error) => void }[] = []
   let timer: ReturnType<typeof setInterval> | undefined
   let shelf: { shelf: Shelf; at: number } | undefined
-
-  function scheduleOf(): Schedule {
-    const kept = store.sales.loadNow()
-    return config.saleSchedule === "planned" ? plannedSchedule(kept.planned) : recurringSchedule(recurring, kept.overrides)
-  }
 
   function saleState(sale: Sale, at: number): rules.SaleState {
     let state = sales.get(sale.id)
@@ -214,7 +210,8 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
       return Array.from({ length: sale.items.size }, (_, i) => rules.available(state, sale.items.at(i).id))
     },
     async reload() {
-      schedule = scheduleOf()
+      merge(known, store.sales.loadNow(known.rev))
+      schedule = scheduleOf(config.saleSchedule, recurring, known)
     },
     schedule: () => schedule,
   }

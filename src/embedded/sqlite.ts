@@ -23,7 +23,7 @@ export type Store = {
   /** Whether anything of this sale was ever kept. */
   known(saleId: number): boolean
   /** The sales operators planned or changed. */
-  sales: SalesStore & { loadNow(): KeptSales }
+  sales: SalesStore & { loadNow(since?: number): KeptSales }
   db: Database
   close(): void
 }
@@ -73,14 +73,22 @@ export function openStore(path: string): Store {
   const q = Object.fromEntries(Object.entries(definitionQueries("sqlite")).map(([name, text]) => [name, db.prepare(text)])) as Record<keyof ReturnType<typeof definitionQueries>, ReturnType<Database["prepare"]>>
   const rows = (statement: ReturnType<Database["prepare"]>, ...params: unknown[]) => statement.all(...(params as never[])) as Record<string, unknown>[]
 
-  function loadNow(): KeptSales {
+  function loadNow(since = 0): KeptSales {
+    const items = new Map<number, Record<string, unknown>[]>()
+    for (const row of rows(q.itemsSince, since)) {
+        const list = items.get(Number(row.sale_id))
+        if (list) list.push(row)
+        else items.set(Number(row.sale_id), [row])
+      }
     const planned: Sale[] = []
     const overrides = new Map<number, ReturnType<typeof overrideFromRow>>()
-    for (const row of rows(q.sales)) {
-      if (row.kind === "recurring") overrides.set(Number(row.id), overrideFromRow(row))
-      else planned.push(saleFromRows(row, rows(q.items, row.id)))
+    const deleted: number[] = []
+    for (const row of rows(q.sales, since)) {
+      if (row.deleted) deleted.push(Number(row.id))
+      else if (row.kind === "recurring") overrides.set(Number(row.id), overrideFromRow(row))
+      else planned.push(saleFromRows(row, items.get(Number(row.id)) ?? []))
     }
-    return { planned, overrides, rev: Number(rows(q.revision)[0]!.rev) }
+    return { planned, overrides, deleted, rev: Number(rows(q.revision)[0]!.rev) }
   }
 
   const recordAction = (a: Action) => q.insertAction.run(isoOf(a.at), a.action, a.saleId, JSON.stringify(a.details), a.client)
@@ -131,7 +139,7 @@ export function openStore(path: string): Store {
 
   const sales: Store["sales"] = {
     loadNow,
-    load: async () => loadNow(),
+    load: async (since) => loadNow(since),
     revision: async () => Number(rows(q.revision)[0]!.rev),
     create: async (input, action) => create(input, action),
     change: async (before, delta, action) => change(before, delta, action),

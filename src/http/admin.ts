@@ -6,7 +6,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import type { Config } from "../config"
-import { fieldsMessage, parseNewSale, parseSaleChange } from "../sale/admin"
+import { parseNewSale, parseSaleChange } from "../sale/admin"
 import { Refusal } from "../sale/operator"
 import type { Engine } from "../sale/engine"
 import { fail, json } from "./respond"
@@ -96,9 +96,7 @@ export function adminHandlers({ engine, config }: AdminDeps) {
       run(async () => {
         const body = await jsonBody(request)
         if (body instanceof Response) return body
-        const parsed = parseNewSale(body, defaults, Date.now())
-        if ("fields" in parsed) return fail("invalid_request", fieldsMessage(parsed.fields), undefined, { fields: parsed.fields })
-        return answer(await engine.operator.create(parsed.sale, client(request, server)), 201)
+        return answer(await engine.operator.create((now) => parseNewSale(body, defaults, now), client(request, server)), 201)
       }),
     get: ({ params }: Context) => withSale(params, async (id) => answer(await engine.operator.get(id))),
     change: ({ request, server, params }: Context) =>

@@ -18,15 +18,26 @@ const rows = (sql: Runner, text: string, params: unknown[] = []) => sql.unsafe(t
 export function postgresSales(sql: Sql): SalesStore {
   const itemsOf = (sql: Runner, id: unknown) => rows(sql, q.items, [id])
 
-  async function load(): Promise<KeptSales> {
+  async function load(since = 0): Promise<KeptSales> {
     await ensureSchema(sql)
-    const planned: Sale[] = []
-    const overrides = new Map<number, RecurringOverride>()
-    for (const row of await rows(sql, q.sales)) {
-      if (row.kind === "recurring") overrides.set(Number(row.id), overrideFromRow(row))
-      else planned.push(saleFromRows(row, await itemsOf(sql, row.id)))
-    }
-    return { planned, overrides, rev: Number((await rows(sql, q.revision))[0]!.rev) }
+    return sql.begin("isolation level repeatable read read only", async (tx) => {
+      const rev = Number((await rows(tx, q.revision))[0]!.rev)
+      const items = new Map<number, Record<string, unknown>[]>()
+      for (const row of await rows(tx, q.itemsSince, [since])) {
+        const list = items.get(Number(row.sale_id))
+        if (list) list.push(row)
+        else items.set(Number(row.sale_id), [row])
+      }
+      const planned: Sale[] = []
+      const overrides = new Map<number, RecurringOverride>()
+      const deleted: number[] = []
+      for (const row of await rows(tx, q.sales, [since])) {
+        if (row.deleted) deleted.push(Number(row.id))
+        else if (row.kind === "recurring") overrides.set(Number(row.id), overrideFromRow(row))
+        else planned.push(saleFromRows(row, items.get(Number(row.id)) ?? []))
+      }
+      return { planned, overrides, deleted, rev }
+    }) as Promise<KeptSales>
   }
 
   const record = (tx: Runner, a: Action) => rows(tx, q.insertAction, [a.at, a.action, a.saleId, JSON.stringify(a.details), a.client])

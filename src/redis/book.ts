@@ -5,19 +5,22 @@
  * themselves read a sale's settings from its own Redis keys (lua/prelude.lua), not from here.
  */
 import type { SalesStore } from "../sale/operator"
-import { plannedSchedule, recurringSchedule, type Schedule } from "../sale/schedule"
+import { merge, nothingKnown, scheduleOf, type Schedule } from "../sale/schedule"
 import { closesAt, purchasableUntil, recurringSaleId, type Recurring, type Sale } from "../sale/sales"
 
 export type Book = ReturnType<typeof createBook>
 
 export function createBook(store: SalesStore, kind: "recurring" | "planned", recurring: Recurring) {
-  let schedule: Schedule = kind === "recurring" ? recurringSchedule(recurring) : plannedSchedule([])
+  const known = nothingKnown()
+  let schedule: Schedule = scheduleOf(kind, recurring, known)
   let rev = -1
 
+  /** Loads what changed since the last load (everything the first time). */
   async function load(): Promise<void> {
-    const kept = await store.load()
-    schedule = kind === "recurring" ? recurringSchedule(recurring, kept.overrides) : plannedSchedule(kept.planned)
-    rev = kept.rev
+    const changes = await store.load(Math.max(rev, 0))
+    merge(known, changes)
+    schedule = scheduleOf(kind, recurring, known)
+    rev = changes.rev
   }
 
   return {

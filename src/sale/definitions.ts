@@ -18,8 +18,11 @@ export type Action = { at: number; action: string; saleId: number | null; detail
 /** A kept action, as listed. */
 export type ActionRow = Action & { id: number }
 
-/** What the store keeps of the sales: the planned ones (not deleted), the recurring ones an operator changed, the newest revision. */
-export type KeptSales = { planned: Sale[]; overrides: Map<number, RecurringOverride>; rev: number }
+/**
+ * What the store keeps of the sales changed since a revision: the planned ones (not deleted), the recurring ones
+ * an operator changed, the ids of sales deleted since, and the newest revision. From revision 0: everything.
+ */
+export type KeptSales = { planned: Sale[]; overrides: Map<number, RecurringOverride>; deleted: number[]; rev: number }
 
 export type SaleRow = Record<string, unknown>
 
@@ -33,8 +36,11 @@ export function definitionQueries(dialect: Dialect) {
   const ms = (column: string) => (dialect === "postgres" ? `(extract(epoch from ${column}) * 1000)::bigint::text` : column)
   const saleColumns = `id, kind, name, ${ms("starts_at")} as starts_at, ${ms("ends_at")} as ends_at, ${ms("ended_at")} as ended_at, paused, user_limit, hold_seconds, rev`
   return {
-    /** Every sale not deleted, oldest first. */
-    sales: `select ${saleColumns} from sales where deleted_at is null order by starts_at, id`,
+    /** Every sale changed since a revision (p1), deleted ones included, oldest first. */
+    sales: `select ${saleColumns}, deleted_at is not null as deleted from sales where rev > ${p(1)} order by starts_at, id`,
+    /** The items of the planned sales changed since a revision (p1) and not deleted. */
+    itemsSince: `select i.sale_id, i.item_id, i.name, i.image, i.price, i.stock, i.per_user from sale_items i join sales s on s.id = i.sale_id
+      where s.rev > ${p(1)} and s.deleted_at is null and s.kind = 'planned' order by i.sale_id, i.position`,
     sale: `select ${saleColumns} from sales where id = ${p(1)} and deleted_at is null`,
     items: `select item_id, name, image, price, stock, per_user from sale_items where sale_id = ${p(1)} order by position`,
     revision: "select coalesce(max(rev), 0) as rev from sales",

@@ -28,7 +28,8 @@ export type SaleCounts = { sold: number; reserved: number; checkouts: { accepted
 
 /** The durable side: PostgreSQL (postgres/sales.ts) or SQLite (embedded/sqlite.ts). Each write is one transaction, its action included. */
 export type SalesStore = {
-  load(): Promise<KeptSales>
+  /** The sales changed since a revision (0: all of them). */
+  load(since?: number): Promise<KeptSales>
   /** The newest revision of any sale: polled to notice another instance's change. */
   revision(): Promise<number>
   /** Refuses (returns the overlapping ids) when the window overlaps a planned sale; else keeps the sale with a new id and revision. */
@@ -169,9 +170,12 @@ export function createOperator(store: SalesStore, live: LiveSales, defaults: { u
       return view(sale, await live.now(), true)
     },
 
-    async create(input: NewSale, client: string | null): Promise<SaleView> {
+    async create(parse: (now: number) => { sale: NewSale } | { fields: Fields }, client: string | null): Promise<SaleView> {
       plannedOnly()
       const now = await live.now()
+      const parsed = parse(now)
+      if ("fields" in parsed) throw badFields(parsed.fields)
+      const input = parsed.sale
       const overlaps = overlapping(schedule(), input.startsAt, input.endsAt)
       if (overlaps.length > 0) throw overlapRefusal(overlaps.map((s) => s.id))
       const action: Action = { at: now, action: "create_sale", saleId: null, details: { name: input.name, starts_at: iso(input.startsAt), ends_at: iso(input.endsAt), items: input.items.length, units: input.items.reduce((a, i) => a + i.stock, 0), user_limit: input.userLimit, hold_seconds: input.holdMs / 1000 }, client }

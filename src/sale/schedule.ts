@@ -59,3 +59,26 @@ export function plannedSchedule(sales: readonly Sale[]): Schedule {
 export function overlapping(schedule: Schedule, startsAt: number, endsAt: number, except?: number): Sale[] {
   return schedule.sales.filter((s) => s.id !== except && s.kind === "planned" && s.startsAt < endsAt && startsAt < closesAt(s))
 }
+
+/**
+ * What an engine knows of the kept sales, brought up to date with what changed since its revision: the
+ * schedule is built from it (see book.ts and the embedded engine).
+ */
+export type Known = { planned: Map<number, Sale>; overrides: Map<number, RecurringOverride>; rev: number }
+
+export const nothingKnown = (): Known => ({ planned: new Map(), overrides: new Map(), rev: 0 })
+
+export function merge(known: Known, changes: { planned: Sale[]; overrides: ReadonlyMap<number, RecurringOverride>; deleted: number[]; rev: number }): Known {
+  for (const sale of changes.planned) known.planned.set(sale.id, sale)
+  for (const [id, override] of changes.overrides) known.overrides.set(id, override)
+  for (const id of changes.deleted) {
+    known.planned.delete(id)
+    known.overrides.delete(id)
+  }
+  known.rev = Math.max(known.rev, changes.rev)
+  return known
+}
+
+/** The schedule of what is known: the planned sales, or the recurring ones with their operators' changes. */
+export const scheduleOf = (kind: "recurring" | "planned", recurring: Recurring, known: Known): Schedule =>
+  kind === "planned" ? plannedSchedule([...known.planned.values()]) : recurringSchedule(recurring, known.overrides)

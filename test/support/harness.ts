@@ -137,8 +137,15 @@ export async function harness(config: Partial<SaleConfig> = {}, kind: EngineKind
      */
     async moveTo(at: number) {
       if (full.saleSchedule === "planned") {
-        // Planned sales: the next one is prepared before the clock reaches it, and the one after once there.
-        await kept.prepareNext()
+        // Planned sales: each one the clock reaches is prepared just before it starts, and the next once there.
+        const starts = (await kept.query("select starts_at from sales where kind = 'planned' and deleted_at is null"))
+          .map((r) => (r.starts_at instanceof Date ? r.starts_at.getTime() : Date.parse(String(r.starts_at))))
+          .filter((t) => t > clock.now && t <= at)
+          .sort((a, b) => a - b)
+        for (const t of starts) {
+          clock.now = t - 1
+          await kept.prepareNext()
+        }
         clock.now = at
         await kept.prepareNext()
         return
