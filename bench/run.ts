@@ -29,7 +29,9 @@ const wrkDir = join(import.meta.dir, "wrk")
 
 type EngineKind = "redis" | "embedded"
 type Options = { binary?: string; engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number; shards: number; redis: "single" | "cluster" }
-const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "refusals", "mixed", "soak", "instances"]
+const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "refusals", "mixed", "hot", "soak", "instances"]
+/** The hot item: one product of this many units (a catalog of one line), wanted by 100,000 users. */
+const hotUnits = 10_000
 
 function parseArgs(argv: string[]): Options {
   const options: Options = { engines: ["redis", "embedded"], scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10, shards: 1, redis: "single" }
@@ -269,7 +271,12 @@ function embeddedBackend(options: Options): Backend {
 async function runScenario(scenario: string, options: Options, binary: string, backend: Backend): Promise<ScenarioResult> {
   // Admission control as shipped (startServer turns it off for the tests' robots): the bench's shoppers are fresh users.
   const admission = Object.fromEntries(configOptions.filter((o) => o.env.startsWith("RATE_LIMIT_")).map((o) => [o.env, process.env[o.env] ?? o.default]))
-  const env = { ...backend.env, ...admission, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300", SALE_SHARDS: String(options.shards) }
+  const env: Record<string, string> = { ...backend.env, ...admission, SALE_ITEMS: String(options.items), USER_LIMIT: String(options.limit), HOLD_SECONDS: "300", SALE_SHARDS: String(options.shards) }
+  if (scenario === "hot") {
+    const catalog = join(tmpdir(), `hot-${Date.now()}.csv`)
+    writeFileSync(catalog, `id,name,image,stock,per_user\n1,The hot item,/hot.jpg,${hotUnits},1\n`)
+    Object.assign(env, { CATALOG_FILE: catalog, SALE_ITEMS: "1" })
+  }
   const servers: ServerProcess[] = []
   const instances = scenario === "instances" ? options.instances : 1
   for (let i = 0; i < instances; i++) servers.push(await startServer(env, [binary], tmpdir()))
@@ -319,7 +326,7 @@ async function runScenario(scenario: string, options: Options, binary: string, b
       const threads = Math.max(1, Math.floor(options.threads / servers.length))
       result = merge(await Promise.all(servers.map((s) => wrk("flood.lua", s.base, options.duration, per, threads, wrkEnv))))
     } else {
-      const script = { flood: "flood.lua", fresh: "fresh.lua", sellout: "sellout.lua", mixed: "mixed.lua" }[scenario]!
+      const script = { flood: "flood.lua", fresh: "fresh.lua", sellout: "sellout.lua", mixed: "mixed.lua", hot: "hot.lua" }[scenario]!
       result = await wrk(script, servers[0]!.base, options.duration, options.connections, options.threads, wrkEnv)
     }
     const stopped = performance.now()
@@ -382,24 +389,26 @@ async function verify(scenario: string, options: Options, result: WrkResult, bac
 
   // The invariants every test checks (test/support/invariants.ts). wrk drops the answers still in flight when its
   // time is up, so the kept rows lie between what it saw answered and what it sent.
+  const hot = scenario === "hot"
   const violations = await saleViolations(backend.query, {
     userLimit: options.limit,
+    stock: hot ? () => hotUnits : undefined,
     tallies: { checkouts: talliesOf(result.counts, "checkout"), purchases: talliesOf(result.counts, "purchase") },
     attempts: { unanswered: { checkouts: (result.sent.checkout ?? 0) - decidedCheckouts, purchases: (result.sent.purchase ?? 0) - decidedPurchases } },
     liveSold: live?.sold,
-    soldOut: scenario === "sellout" ? options.items : undefined,
+    soldOut: scenario === "sellout" ? options.items : hot ? hotUnits : undefined,
   })
   if (live && live.heldPerUser > options.limit) violations.push(`a user holds plus bought ${live.heldPerUser} > USER_LIMIT ${options.limit} in Redis`)
   if (result.counts["other:503:unavailable"]) violations.push(`${result.counts["other:503:unavailable"]} answers were 503`)
   const unexpected = Object.keys(result.counts).filter((k) => k.startsWith("other:") && k !== "other:503:unavailable")
   if (unexpected.length) violations.push(`unexpected answers: ${unexpected.map((k) => `${k} x${result.counts[k]}`).join(", ")}`)
 
-  if (scenario === "sellout" && purchases === options.items) {
+  if ((scenario === "sellout" && purchases === options.items) || (hot && purchases === hotUnits)) {
     const [last] = await backend.query("select max(purchased_at) as at from purchases")
     const [first] = await backend.query("select min(created_at) as at from checkout_attempts")
     const seconds = (new Date(last!.at).getTime() - new Date(first!.at).getTime()) / 1000
     extra.sellout_seconds = Math.round(seconds * 1000) / 1000
-    extra.purchases_per_second = Math.round(options.items / seconds)
+    extra.purchases_per_second = Math.round(purchases / seconds)
   }
   if (scenario === "purchase_storm" && purchases !== extra.codes) violations.push(`${extra.codes} valid codes but ${purchases} purchases`)
   return violations
@@ -412,7 +421,7 @@ function printTable(baseline: WrkResult, baselineCpu: Record<string, number>, ro
     const ok = Object.entries(counts).filter(([k]) => k.endsWith(":ok")).reduce((a, [, v]) => a + v, 0)
     const answered = Object.entries(counts).filter(([k]) => k !== "checkout:setup").reduce((a, [, v]) => a + v, 0)
     const notes: string[] = []
-    if (r.extra.sellout_seconds !== undefined) notes.push(`10,000 sold in ${r.extra.sellout_seconds} s (${r.extra.purchases_per_second} purchases/s)`)
+    if (r.extra.sellout_seconds !== undefined) notes.push(`${r.scenario === "hot" ? "10,000 units of one item" : "10,000"} sold in ${r.extra.sellout_seconds} s (${r.extra.purchases_per_second} purchases/s)`)
     if (r.extra.masters && r.extra.masters.length > 1) notes.push(`per master: calls ${r.extra.masters.map((m: any) => `${Math.round(m.call_share * 100)}%`).join("/")}, CPU us/req ${r.extra.masters.map((m: any) => m.cpu_us_per_request).join("/")}`)
     if (r.extra.script_calls_per_request !== undefined) notes.push(`${r.extra.script_calls_per_request} script calls/req`)
     if (r.extra.rss_mb) notes.push(`RSS MB first/10s/last/max ${r.extra.rss_mb.first}/${r.extra.rss_mb.at_10s}/${r.extra.rss_mb.last}/${r.extra.rss_mb.max}, backlog max ${r.extra.backlog_max}`)

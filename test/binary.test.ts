@@ -5,15 +5,15 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { isolated, scalar } from "./support/services"
 import { request, startServer, type ServerProcess } from "./support/process"
+import { compiledBinary } from "./support/binary"
 
-const dir = mkdtempSync(join(tmpdir(), "fs-bin-"))
-const binary = join(dir, "flashsale")
+let dir: string
+let binary: string
 let env: Awaited<ReturnType<typeof isolated>>
 let server: ServerProcess
 
 beforeAll(async () => {
-  const build = Bun.spawnSync(["bun", "build", join(import.meta.dir, "..", "src", "main.ts"), "--compile", "--minify", "--outfile", binary], { stderr: "pipe" })
-  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`)
+  ;({ dir, binary } = await compiledBinary())
   env = await isolated()
   server = await startServer({ REDIS_URL: env.redisUrl, DATABASE_URL: env.databaseUrl, SALE_ITEMS: "10", SALE_PERIOD_SECONDS: "31536000" }, [binary], dir)
 }, 60_000)
@@ -21,7 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop()
   await env?.close()
-  rmSync(dir, { recursive: true, force: true })
 })
 
 test("the binary is healthy, sells an item and serves its docs from a directory without the sources", async () => {

@@ -226,6 +226,17 @@ for (const scenario of scenarios) {
       }
 
       if (scenario.planned) {
+        test("regression: a checkout a millisecond before a sale opens is no_active_sale naming it, on the node's clock", async () => {
+          await runBoth([
+            { op: "advance", ms: 30_000 },
+            { op: "advance", ms: 9_999 },
+            { op: "checkout", user: 0, item: 1 },
+            { op: "checkout", user: 0, item: 7 },
+            { op: "advance", ms: 1 },
+            { op: "checkout", user: 0, item: 7 },
+          ])
+        })
+
         test("regression: a unit bought and checked out again by its buyer within per_user, then the gap and the next sale", async () => {
           await runBoth([
             { op: "checkout", user: 0, item: 9 },

@@ -13,7 +13,7 @@ end
 sent = { checkout = 0, purchase = 0, status = 0 }
 counts = {}
 
-local checkout_errors = { unknown_item = 1, sold_out = 1, item_sold = 1, item_reserved = 1, user_limit = 1 }
+local checkout_errors = { unknown_item = 1, sold_out = 1, sale_paused = 1, item_sold = 1, item_reserved = 1, user_limit = 1, no_active_sale = 1 }
 local purchase_errors = { code_not_found = 1, code_used = 1 }
 
 -- Which request an answer belongs to, from its body (connections of a thread interleave).

@@ -82,11 +82,11 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   const live = createLive({ redis, scripts, book, sale, shards, log })
   let mismatch: string | undefined
 
-  /** The sale to decide a checkout in by the estimated clock: the open one, or one about to open; undefined: no sale is open. */
-  function candidate(at: number): Sale | undefined {
+  /** The sale to decide a checkout in by the estimated clock: the open one, or (`soon`) one about to open; undefined: no sale is open. */
+  function candidate(at: number, soon = true): Sale | undefined {
     const schedule = book.schedule()
     const open = schedule.current(at)
-    if (open) return open
+    if (open || !soon) return open
     const next = schedule.next(at)
     return next && next.startsAt - at <= boundaryMarginMs ? next : undefined
   }

@@ -77,7 +77,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, book, retentionMs
     const sale = schedule.current(estimatedNow()) ?? schedule.next(estimatedNow())
     const redisNow = await scripts.clock(saleKeys(parts(sale?.id ?? 0)[0]!))
     const after = Date.now()
-    clockOffsetMs = redisNow - (before + after) / 2
+    clockOffsetMs = Math.round(redisNow - (before + after) / 2)
     lastClockSync = after
   }
 
@@ -211,7 +211,7 @@ export function createLifecycle({ redis, sql, scripts, ledger, book, retentionMs
   }
 
   function unreachable(saleId: number, error: unknown): UnavailableError {
-    return new UnavailableError(`sale ${saleId} must be rebuilt from PostgreSQL, which is unreachable: ${(error as Error).message}`, 2)
+    return new UnavailableError(`sale ${saleId} must be rebuilt from its journal and PostgreSQL, and they cannot be read now: ${(error as Error).message}`, 2)
   }
 
   /** Makes sure the open sale and the next one are initialised, rebuilding from PostgreSQL if Redis lost them. */

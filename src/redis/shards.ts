@@ -54,7 +54,10 @@ const maxRounds = 4
 /** How long an instance trusts what it learned about which shards are sold out. */
 const soldOutTrustMs = 1000
 
-/** A checkout on its way: `at`, when set, is the node's time a step said the sale it tried was closed at. */
+/**
+ * A checkout on its way: `at`, when set, is the node's time a step said the sale it tried was not open at;
+ * then only a sale open at that time is tried, never one about to open.
+ */
 type Wanted = { userId: string; itemId: number; flags: string; round: number; at?: number }
 
 export type ShardedCheckoutOptions = {
@@ -64,8 +67,8 @@ export type ShardedCheckoutOptions = {
   ledger: LedgerWriter
   metrics: EngineMetrics
   shards: number
-  /** The sale to decide a checkout in at `at` (the open one, or one about to open), as the engine picks it. */
-  candidate: (at: number) => Sale | undefined
+  /** The sale to decide a checkout in at `at` (the open one, or with `soon`, one about to open), as the engine picks it. */
+  candidate: (at: number, soon: boolean) => Sale | undefined
   /** The answer when no sale is open at `at`. */
   noSale: (at: number) => CheckoutResult
 }
@@ -86,7 +89,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   function submit(w: Wanted): Promise<CheckoutResult> {
     if (w.round >= maxRounds) return Promise.reject(new UnavailableError("the sale is changing; try again"))
     const at = w.at ?? lifecycle.estimatedNow()
-    const open = candidate(at)
+    const open = candidate(at, w.at === undefined)
     if (!open) return Promise.resolve(noSale(at))
     const k = itemShard(open.items.position(w.itemId), shards)
     const key = `${open.id}:${k}`

@@ -14,6 +14,8 @@ export type SaleCheck = {
   userLimit: number
   /** Units of an item (default 1 each). */
   stock?: (saleId: number, itemId: number) => number
+  /** Units of an item one user may have, purchases plus live holds (default 1 each). */
+  perUser?: (saleId: number, itemId: number) => number
   /** The answers the clients saw: every success must be kept as answered. */
   answers?: { checkouts: Answer[]; purchases: Answer[] }
   /** How many answers of each outcome ("ok" for a success) the clients saw, when not every answer was kept (wrk counts them). */
@@ -53,10 +55,16 @@ export async function saleViolations(query: Query, check: SaleCheck): Promise<st
   const violations: string[] = []
   const stock = check.stock ?? (() => 1)
   const now = check.now ?? Date.now()
-  const purchases = await query("select sale_id, item_id, user_id, code from purchases")
+  const purchases = await query("select sale_id, item_id, unit, user_id, code from purchases")
   const holds = await query("select sale_id, item_id, user_id, code, expires_at from checkout_attempts where outcome = 'reserved'")
 
-  // No item sold beyond its stock, no code sold twice.
+  // No item sold beyond its stock, no unit or code sold twice.
+  const units = new Set<string>()
+  for (const p of purchases) {
+    const unit = `${p.sale_id}/${p.item_id}/${p.unit ?? 1}`
+    if (units.has(unit)) violations.push(`unit ${unit} (sale/item/unit) sold twice`)
+    units.add(unit)
+  }
   const perItem = new Map<string, number>()
   const codes = new Map<string, number>()
   for (const p of purchases) {
@@ -76,6 +84,15 @@ export async function saleViolations(query: Query, check: SaleCheck): Promise<st
   for (const p of purchases) perUser.set(`${p.sale_id}/${p.user_id}`, (perUser.get(`${p.sale_id}/${p.user_id}`) ?? 0) + 1)
   for (const h of holds) if (!bought.has(h.code) && ms(h.expires_at) > now) perUser.set(`${h.sale_id}/${h.user_id}`, (perUser.get(`${h.sale_id}/${h.user_id}`) ?? 0) + 1)
   for (const [user, n] of perUser) if (n > check.userLimit) violations.push(`user ${user} has ${n} purchases plus live holds, over USER_LIMIT ${check.userLimit}`)
+  const perItem2 = new Map<string, number>()
+  const add = (sale: unknown, user: unknown, item: unknown) => perItem2.set(`${sale}/${user}/${item}`, (perItem2.get(`${sale}/${user}/${item}`) ?? 0) + 1)
+  for (const p of purchases) add(p.sale_id, p.user_id, p.item_id)
+  for (const h of holds) if (!bought.has(h.code) && ms(h.expires_at) > now) add(h.sale_id, h.user_id, h.item_id)
+  const limitOf = check.perUser ?? (() => 1)
+  for (const [key, n] of perItem2) {
+    const [sale, user, item] = key.split("/")
+    if (n > limitOf(Number(sale), Number(item))) violations.push(`user ${user} has ${n} units of item ${item} of sale ${sale}, over its per_user ${limitOf(Number(sale), Number(item))}`)
+  }
 
   if (check.soldOut !== undefined && purchases.length !== check.soldOut) violations.push(`${purchases.length} purchases kept, but the ${check.soldOut} items were sold out`)
 
