@@ -8,15 +8,16 @@
   KEYS[1..8] the shard's keys, as listed in prelude.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the keys belong to
-  ARGV[3..] one group of four per request: item_id, user_id, code (fresh, used only for a new hold), flags:
-            'f' every other shard is sold out, 'n' some other shard is not (the server asked them),
-            'w' do not wait for this user's own tentative hold (answer item_reserved)
+  ARGV[3..] one group of five per request: item_id, user_id, code (fresh, used only for a new hold), then
+            what the server knows of the other shards: 'unknown', 'sold-out' (every other shard is) or 'selling'
+            (some other shard is not: it asked them), then 'wait' for this user's own tentative hold of the item
+            (answer in_flight) or 'no-wait' (answer item_reserved: it waited once already)
 
   Returns {0, now_ms, journal_entry_id ('' if nothing was decided), then per request: status, code, expires_ms, unit}.
   Decided, counted and journaled as in checkout.lua: -1 unknown_item, 1 repeated, -2 sold_out, -8 sale_paused,
   -3 item_sold, -4 item_reserved, -5 user_limit (the item's per_user). Not decided yet, not journaled:
      2  tentative    a unit is held tentatively under the request's code until expires_ms
-   -12  shard_full   every unit of this shard is sold: call again with flag f or n
+   -12  shard_full   every unit of this shard is sold: call again saying what the other shards are
    -13  in_flight    the user's own tentative hold of this item (its code) is being settled: call again once it is
   or, deciding nothing: {-10, now_ms} not open, {-11} not_ready, as in checkout.lua.
 ]]
@@ -26,10 +27,9 @@ local st, undecided = openSale(now)
 if not st then return undecided end
 local nowText, expiresText = ms(now), ms(now + st.hold)
 local out, journal, accepted, rejected, tentative = {0, now, ''}, {}, 0, 0, 0
-local has = function(flags, flag) return string.find(flags, flag, 1, true) ~= nil end
 
-for i = firstRequest, #ARGV, 4 do
-  local item, user, newCode, flags = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = firstRequest, #ARGV, 5 do
+  local item, user, newCode, others, wait = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local status, code, expiry, unit = 0, '', '', 0
   local it = getItem(st, item)
   local count, live = 0, ''
@@ -40,13 +40,13 @@ for i = firstRequest, #ARGV, 4 do
     status = -1 -- unknown_item
   elseif liveKind == 'h' then
     status, code, expiry, unit = 1, live, ms(liveUntil), liveUnit -- repeated
-  elseif liveKind == 't' and has(flags, 'w') then
+  elseif liveKind == 't' and wait == 'no-wait' then
     status = -4 -- item_reserved: held by this user's own checkout, still being decided elsewhere
   elseif liveKind == 't' then
     status, code = -13, live -- in_flight
   elseif st.sold >= st.units then
     -- Every unit here is sold; the whole sale is sold out only if every other shard is too.
-    if has(flags, 'f') then status = -2 elseif not has(flags, 'n') then status = -12 elseif st.paused then status = -8 else status = -3 end
+    if others == 'sold-out' then status = -2 elseif others == 'unknown' then status = -12 elseif st.paused then status = -8 else status = -3 end
   elseif st.paused then
     status = -8 -- sale_paused
   elseif it.sold >= it.stock then

@@ -12,8 +12,8 @@
   KEYS[1..8] the user shard's keys, as listed in prelude.lua
   ARGV[1..2] now_ms, sale_id (unused: each request brings the time of its hold; the limit is the sale's, in state)
   ARGV[3..] one group of five per request: user_id, code and expires_ms of its tentative hold, the
-            time the hold was made at, flags ('x': the user's expired holds were asked about already,
-            so what is still listed is live: refuse instead of asking again)
+            time the hold was made at, and 'asked' when the user's expired holds were asked about already
+            (what is still listed is live: refuse instead of asking again), else ''
 
   Returns {0, then per request: status, codes}; status:
      0  the slot is taken (or, for a hold this shard already counts, kept: see below)
@@ -30,19 +30,19 @@ local userLimit = st.limit
 
 local out = {0}
 for i = firstRequest, #ARGV, 5 do
-  local user, code, expires, now, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local user, code, expires, now, alreadyAsked = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   local value = rcall('HGET', usersKey, user) or '0'
   local n, listed, kept, expired = slotsOf(value, code, now)
   local status, asked = 0, ''
   if listed then
-    if n - 1 >= userLimit and #expired > 0 and flags ~= 'x' then
+    if n - 1 >= userLimit and #expired > 0 and alreadyAsked ~= 'asked' then
       status, asked = -14, table.concat(expired, ',')
     elseif n - 1 >= userLimit then
       status, n = -5, n - 1
       value = n .. table.concat(kept)
     end
   elseif n >= userLimit then
-    if #expired > 0 and flags ~= 'x' then status, asked = -14, table.concat(expired, ',') else status = -5 end
+    if #expired > 0 and alreadyAsked ~= 'asked' then status, asked = -14, table.concat(expired, ',') else status = -5 end
   else
     value = (n + 1) .. string.sub(value, #tostring(n) + 1) .. '|' .. code .. ':' .. expires
   end

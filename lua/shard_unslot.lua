@@ -5,7 +5,7 @@
 
   KEYS[1..8] the user shard's keys, as listed in prelude.lua
   ARGV[1..2] now_ms, sale_id (unused: kept for the common ARGV order)
-  ARGV[3..] one triple per hold: user_id, code, verdict ('p' bought, 'r' slot freed)
+  ARGV[3..] one triple per hold: user_id, code, what became of it ('bought': stays counted; 'ended': slot freed)
 
   Returns the number of slots freed, or -11 if the shard is not initialised (a rebuild counts from the
   item shards, so nothing is lost by not recording).
@@ -19,7 +19,7 @@ for i = firstHold, #ARGV, 3 do
   if value then
     local n, listed, kept = slotsOf(value, code)
     if listed then
-      if verdict == 'r' then n, freed = n - 1, freed + 1 end
+      if verdict == 'ended' then n, freed = n - 1, freed + 1 end
       value = n .. table.concat(kept)
       if value == '0' then rcall('HDEL', usersKey, user) else rcall('HSET', usersKey, user, value) end
     end

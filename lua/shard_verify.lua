@@ -6,8 +6,8 @@
   ARGV[2] sale_id
   ARGV[3..] the codes
 
-  Returns {0, then per code: 'p' bought, 'l' still live (held or tentative), 'r' ended unbought}, or {-11}
-  if the shard is not initialised (rebuild it, then call again). Once a code is 'r' it stays so: a
+  Returns {0, then per code: 'bought', 'live' (held or tentative), or 'ended' (unbought)}, or {-11}
+  if the shard is not initialised (rebuild it, then call again). Once a code has ended it stays so: a
   purchase needs a live hold, and the sweep here has removed every hold expired by now.
 ]]
 local firstCode = 3
@@ -17,6 +17,6 @@ sweep(st, clock(ARGV[1]))
 local out = {0}
 for i = firstCode, #ARGV do
   local kind = getCode(ARGV[i])
-  out[#out + 1] = kind == 'p' and 'p' or (kind == 'h' or kind == 't') and 'l' or 'r'
+  out[#out + 1] = kind == 'p' and 'bought' or (kind == 'h' or kind == 't') and 'live' or 'ended'
 end
 return out

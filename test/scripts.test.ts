@@ -368,15 +368,15 @@ describe("a sale split into shards (shard_*.lua)", () => {
   const [item0, user1] = [saleKeys(`${sale}:0`), saleKeys(`${sale}:1`)]
   const initShard = (k: number, users = new Map<string, string>()) => scripts.initSale(saleKeys(`${sale}:${k}`), String(t0), sale, initArgs(uniform(), 2, k, "rebuild", emptySnapshot(), emptySnapshot(), users))
   /** Step 1 of one checkout: [status, code, expiry], or the reply when the call decided nothing. */
-  const take = async (user: string, item: number, code: string, flags = "", at = t0, shardKeys = item0) => {
-    const reply = await scripts.shardHold(shardKeys, String(at), sale, [{ itemId: item, userId: user, code, flags }])
+  const take = async (user: string, item: number, code: string, { others = "unknown" as "unknown" | "sold-out" | "selling", wait = true } = {}, at = t0, shardKeys = item0) => {
+    const reply = await scripts.shardHold(shardKeys, String(at), sale, [{ itemId: item, userId: user, code, others, wait }])
     if (reply.kind !== "decided") return reply
     const r = reply.results[0]!
     return [r.status, r.code, r.expiresAt]
   }
   /** Step 2: [status, codes to ask about]. */
-  const slot = async (user: string, code: string, at = t0, flags = "") => {
-    const reply = await scripts.shardSlot(user1, sale, [{ userId: user, code, expiresAt: at + hold, at, flags }])
+  const slot = async (user: string, code: string, at = t0, asked = false) => {
+    const reply = await scripts.shardSlot(user1, sale, [{ userId: user, code, expiresAt: at + hold, at, asked }])
     return "kind" in reply ? reply : [reply[0]!.status, reply[0]!.asked.join(",")]
   }
   /** Step 3 on shard 0: the request's status. */
@@ -395,7 +395,7 @@ describe("a sale split into shards (shard_*.lua)", () => {
     expect((await buy("A-ann-1")).kind === "decided" && (await buy("A-ann-1"))).toMatchObject({ results: [{ outcome: "code_not_found" }] })
     expect(await take("bob", 1, "A-bob-1")).toEqual([-4, "", 0])
     expect(await take("ann", 1, "A-ann-2")).toEqual([-13, "A-ann-1", 0])
-    expect(await take("ann", 1, "A-ann-2", "w")).toEqual([-4, "", 0])
+    expect(await take("ann", 1, "A-ann-2", { wait: false })).toEqual([-4, "", 0])
   })
 
   test("slot then settle makes it a hold, bought once; a refused slot sends the unit back to stock", async () => {
@@ -405,10 +405,10 @@ describe("a sale split into shards (shard_*.lua)", () => {
     expect(await buy("c1")).toMatchObject({ results: [{ outcome: "purchased", itemId: 1, userId: "ann", unit: 1 }] })
     await take("ann", 3, "c3")
     expect(await slot("ann", "c3")).toEqual([0, ""])
-    await take("ann", 2, "c2", "", t0, user1)
+    await take("ann", 2, "c2", {}, t0, user1)
     expect(await slot("ann", "c2")).toEqual([-5, ""])
     expect(await settle(2, "ann", "c2", -5, t0, user1)).toBe(-5)
-    expect(await take("bob", 2, "c2b", "", t0, user1)).toEqual([2, "c2b", t0 + hold])
+    expect(await take("bob", 2, "c2b", {}, t0, user1)).toEqual([2, "c2b", t0 + hold])
   })
 
   test("a checkout whose slot step failed is abandoned: the unit goes back to stock and nothing is journaled", async () => {
@@ -428,11 +428,11 @@ describe("a sale split into shards (shard_*.lua)", () => {
     const later = t0 + hold
     expect(await slot("ann", "c-next", later - 1)).toEqual([-5, ""])
     expect(await slot("ann", "c-next", later)).toEqual([-14, "c1,c3"])
-    expect(await scripts.shardVerify(item0, String(later), sale, ["c1", "c3"])).toEqual(["r", "r"])
-    expect(await scripts.shardUnslot(user1, sale, [["ann", "c1", "r"], ["ann", "c3", "r"]])).toBe(2)
+    expect(await scripts.shardVerify(item0, String(later), sale, ["c1", "c3"])).toEqual(["ended", "ended"])
+    expect(await scripts.shardUnslot(user1, sale, [["ann", "c1", "ended"], ["ann", "c3", "ended"]])).toBe(2)
     expect(await slot("ann", "c-next", later)).toEqual([0, ""])
     // The units went back to stock with the expiry.
-    expect(await take("bob", 1, "b1", "", later)).toEqual([2, "b1", later + hold])
+    expect(await take("bob", 1, "b1", {}, later)).toEqual([2, "b1", later + hold])
   })
 
   test("a bought hold past its expiry stays counted: the item shard says bought, and the user is refused", async () => {
@@ -444,10 +444,10 @@ describe("a sale split into shards (shard_*.lua)", () => {
     await buy("c1")
     const later = t0 + hold
     expect(await slot("ann", "c-next", later)).toEqual([-14, "c1,c3"])
-    expect(await scripts.shardVerify(item0, String(later), sale, ["c1", "c3"])).toEqual(["p", "r"])
-    await scripts.shardUnslot(user1, sale, [["ann", "c1", "p"], ["ann", "c3", "r"]])
+    expect(await scripts.shardVerify(item0, String(later), sale, ["c1", "c3"])).toEqual(["bought", "ended"])
+    await scripts.shardUnslot(user1, sale, [["ann", "c1", "bought"], ["ann", "c3", "ended"]])
     await slot("ann", "c-next", later)
-    expect(await slot("ann", "c-after", later, "x")).toEqual([-5, ""])
+    expect(await slot("ann", "c-after", later, true)).toEqual([-5, ""])
   })
 
   test("a sold-out shard asks for the others; with them it answers sold_out, without item_sold", async () => {
@@ -457,8 +457,8 @@ describe("a sale split into shards (shard_*.lua)", () => {
       await buy(code)
     }
     expect(await take("bob", 1, "x")).toEqual([-12, "", 0])
-    expect(await take("bob", 1, "x", "f")).toEqual([-2, "", 0])
-    expect(await take("bob", 1, "x", "n")).toEqual([-3, "", 0])
+    expect(await take("bob", 1, "x", { others: "sold-out" })).toEqual([-2, "", 0])
+    expect(await take("bob", 1, "x", { others: "selling" })).toEqual([-3, "", 0])
   })
 
   test("a slot already listed (the shard was rebuilt while the hold was tentative) is decided again, against the others", async () => {
@@ -475,6 +475,6 @@ describe("a sale split into shards (shard_*.lua)", () => {
     await redis.del(user1[4]!)
     await initShard(1, new Map([["ann", `3|c1:${t0 - 1}|c3:${t0 + hold}|c4:${t0 + hold}`]]))
     expect(await slot("ann", "c4")).toEqual([-14, "c1"])
-    expect(await slot("ann", "c4", t0, "x")).toEqual([-5, ""])
+    expect(await slot("ann", "c4", t0, true)).toEqual([-5, ""])
   })
 })

@@ -45,10 +45,14 @@ export type PartStatus = { now: number; sold: number; held: number; units: numbe
 
 /** shard_hold's statuses that decide nothing yet (lua/shard_hold.lua). */
 export const step = { tentative: 2, shardFull: -12, inFlight: -13, ask: -14, lost: -15, abandoned: -16 } as const
-export type HoldRequest = CheckoutRequest & { flags: string }
+/** What a step-1 request says of the other shards, and whether to wait for the user's own tentative hold of the item. */
+export type HoldRequest = CheckoutRequest & { others: "unknown" | "sold-out" | "selling"; wait: boolean }
 /** One request's step 1: a decided outcome, or a step of the split checkout (`step`). */
 export type HoldStep = { status: number; code: string; expiresAt: number; unit: number }
-export type SlotRequest = { userId: string; code: string; expiresAt: number; at: number; flags: string }
+/** `asked`: the user's expired holds were asked about already, so what is still listed is live. */
+export type SlotRequest = { userId: string; code: string; expiresAt: number; at: number; asked: boolean }
+/** What became of a hold a user shard lists (lua/shard_verify.lua, lua/shard_unslot.lua). */
+export type HoldFate = "bought" | "live" | "ended"
 
 export type InitArgs = {
   mode: "empty" | "rebuild"
@@ -116,7 +120,7 @@ export function registerScripts(redis: RedisClient) {
     },
     async shardHold(keys: string[], now: string, saleId: number, requests: HoldRequest[]): Promise<Batch<HoldStep> | Undecided> {
       const args: (string | number)[] = [now, saleId]
-      for (const r of requests) args.push(r.itemId, r.userId, r.code, r.flags)
+      for (const r of requests) args.push(r.itemId, r.userId, r.code, r.others, r.wait ? "wait" : "no-wait")
       const reply: any[] = await raw.shardHold(keys, args)
       const not = undecided(reply)
       if (not) return not
@@ -125,7 +129,7 @@ export function registerScripts(redis: RedisClient) {
     },
     async shardSlot(keys: string[], saleId: number, slots: SlotRequest[]): Promise<{ status: number; asked: string[] }[] | { kind: "notReady" }> {
       const args: (string | number)[] = ["", saleId]
-      for (const s of slots) args.push(s.userId, s.code, s.expiresAt, s.at, s.flags)
+      for (const s of slots) args.push(s.userId, s.code, s.expiresAt, s.at, s.asked ? "asked" : "")
       const reply: any[] = await raw.shardSlot(keys, args)
       if (Number(reply[0]) === control.notReady) return { kind: "notReady" }
       return slots.map((_, i) => ({ status: Number(reply[1 + 2 * i]), asked: String(reply[2 + 2 * i]).split(",").filter(Boolean) }))
@@ -137,11 +141,11 @@ export function registerScripts(redis: RedisClient) {
       if (Number(reply[0]) === control.notReady) return { kind: "notReady" }
       return { entryId: String(reply[1] ?? ""), statuses: requests.map((_, i) => Number(reply[2 + i])) }
     },
-    shardUnslot: (keys: string[], saleId: number, holds: [user: string, code: string, verdict: "p" | "r"][]): Promise<number> => raw.shardUnslot(keys, ["", saleId, ...holds.flat()]).then(Number),
-    async shardVerify(keys: string[], now: string, saleId: number, codes: string[]): Promise<("p" | "l" | "r")[] | { kind: "notReady" }> {
+    shardUnslot: (keys: string[], saleId: number, holds: [user: string, code: string, fate: Exclude<HoldFate, "live">][]): Promise<number> => raw.shardUnslot(keys, ["", saleId, ...holds.flat()]).then(Number),
+    async shardVerify(keys: string[], now: string, saleId: number, codes: string[]): Promise<HoldFate[] | { kind: "notReady" }> {
       const reply: any[] = await raw.shardVerify(keys, [now, saleId, ...codes])
       if (Number(reply[0]) === control.notReady) return { kind: "notReady" }
-      return codes.map((_, i) => String(reply[1 + i]) as "p" | "l" | "r")
+      return codes.map((_, i) => String(reply[1 + i]) as HoldFate)
     },
     /** A shard's code records (code -> record), or null if it is not initialised. */
     async itemsIfReady(keys: string[]): Promise<Map<string, string> | null> {

@@ -47,7 +47,7 @@ import { eventId } from "./journal"
 import { codeShard, itemShard, saleKeys, shardPart, statsKey, userShard } from "./keys"
 import type { LedgerWriter } from "./ledger"
 import type { Lifecycle } from "./lifecycle"
-import { step, unavailable, type Batch, type HoldStep, type Scripts, type SlotRequest, type Undecided } from "./scripts"
+import { step, unavailable, type Batch, type HoldFate, type HoldStep, type Scripts, type SlotRequest, type Undecided } from "./scripts"
 
 /** Script calls a request may make before it is answered "try again": the steps, a rebuild, a retry. */
 const maxRounds = 4
@@ -55,10 +55,12 @@ const maxRounds = 4
 const soldOutTrustMs = 1000
 
 /**
- * A checkout on its way: `at`, when set, is the node's time a step said the sale it tried was not open at;
- * then only a sale open at that time is tried, never one about to open.
+ * A checkout on its way through the steps. `others`: what this instance learned of the other shards when the
+ * item's shard was sold out; `wait`: false once it waited for the user's own tentative hold of the item; `at`,
+ * when set, is the node's time a step said the sale it tried was not open at, and then only a sale open at that
+ * time is tried, never one about to open.
  */
-type Wanted = { userId: string; itemId: number; flags: string; round: number; at?: number }
+type Wanted = { userId: string; itemId: number; others?: "sold-out" | "selling"; wait: boolean; round: number; at?: number }
 
 export type ShardedCheckoutOptions = {
   redis: RedisClient
@@ -112,10 +114,10 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     return known
   }
 
-  /** The flag shard_hold.lua takes for a sold-out shard: 'f' every other shard is sold out too, '' unknown. */
-  const soldOutFlag = (saleId: number, shard: number) => {
+  /** What this instance knows, for shard_hold.lua, of the shards other than `shard`: "sold-out" if every one is, else "unknown". */
+  const othersOf = (saleId: number, shard: number): "sold-out" | "unknown" => {
     const known = soldOutKnown(saleId).shards
-    return known.size >= shards - 1 && [...Array(shards).keys()].every((k) => k === shard || known.has(k)) ? "f" : ""
+    return known.size >= shards - 1 && [...Array(shards).keys()].every((k) => k === shard || known.has(k)) ? "sold-out" : "unknown"
   }
 
   /** A script call on a part of `open`, rebuilding it if Redis lost it; closed: the sale is not open at the node's time. */
@@ -133,8 +135,8 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   async function hold(open: Sale, k: number, batch: Wanted[]): Promise<(CheckoutResult | Promise<CheckoutResult>)[]> {
     metrics.batchSize.observe(batch.length, "checkout")
     const part = shardPart(open.id, k, shards)
-    const known = soldOutFlag(open.id, k)
-    const requests = batch.map((w) => ({ itemId: w.itemId, userId: w.userId, code: newCode(open.id, k), flags: /[fn]/.test(w.flags) ? w.flags : w.flags + known }))
+    const known = othersOf(open.id, k)
+    const requests = batch.map((w) => ({ itemId: w.itemId, userId: w.userId, code: newCode(open.id, k), others: w.others ?? known, wait: w.wait }))
     const reply = await inSale<Batch<HoldStep>>(open, () => scripts.shardHold(saleKeys(part), lifecycle.nowArg(), open.id, requests))
     if (reply.kind === "closed") {
       // Not open at the node's time: each request goes to the sale that is, if one is (its item may be on another shard there).
@@ -180,8 +182,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
       if (sold !== null && units !== null && Number(sold) >= Number(units)) known.shards.add(j)
     })
     // A shard whose state is lost is taken as not sold out: then the item is answered item_sold, which it is.
-    const flag = known.shards.size === shards ? "f" : "n"
-    return submit({ ...w, flags: w.flags.replace(/[fn]/g, "") + flag, round: w.round + 1 })
+    return submit({ ...w, others: known.shards.size === shards ? "sold-out" : "selling", round: w.round + 1 })
   }
 
   /** Step 1 found the item tentatively held by this same user: answer as if this request came after that one. */
@@ -190,7 +191,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     // Another instance is settling it: wait a moment once, then answer item_reserved rather than wait on.
     if (first) await first.catch(() => {})
     else await Bun.sleep(10)
-    return submit({ ...w, flags: first ? w.flags : `${w.flags}w`, round: w.round + 1 })
+    return submit({ ...w, wait: Boolean(first), round: w.round + 1 })
   }
 
   /** Steps 2 and 3 for the tentative holds of one step-1 call: take each user's slot, then settle them together. */
@@ -218,12 +219,12 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
       const slot = slots[i]!
       if (slot.status === "rejected") {
         // Whether the slot was taken is unknown: free it if it was (unslot ignores a hold it does not list).
-        await unslot(open, [[t.w.userId, t.code, "r"]]).catch(() => {})
+        await unslot(open, [[t.w.userId, t.code, "ended"]]).catch(() => {})
         throw slot.reason
       }
       if (status === step.lost) {
         // The hold was lost with a rebuilt shard: free its slot and decide the request again.
-        await unslot(open, [[t.w.userId, t.code, "r"]])
+        await unslot(open, [[t.w.userId, t.code, "ended"]])
         return submit({ ...t.w, round: t.w.round + 1 })
       }
       if (status !== 0) return { ok: false, error: "user_limit" }
@@ -235,16 +236,16 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   /** Step 2: the user's slot for one tentative hold; 0 taken, -5 user_limit. */
   async function takeSlot(open: Sale, userId: string, code: string, expiresAt: number, at: number): Promise<number> {
     const part = shardPart(open.id, userShard(userId, shards), shards)
-    let flags = ""
+    let alreadyAsked = false
     for (let round = 0; round < maxRounds; round++) {
-      const { status, asked } = await slotQueue(open.id, part)({ userId, code, expiresAt, at, flags })
+      const { status, asked } = await slotQueue(open.id, part)({ userId, code, expiresAt, at, asked: alreadyAsked })
       if (status === -11) {
         await lifecycle.rebuild(open)
         // The rebuilt shard lists holds afresh: ask about them again if it comes to that.
-        flags = ""
+        alreadyAsked = false
       } else if (status === step.ask) {
         await askHolds(open, userId, asked)
-        flags = "x"
+        alreadyAsked = true
       } else return status
     }
     throw new UnavailableError("the sale is being rebuilt; try again")
@@ -268,11 +269,11 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   /** A user at the limit has holds past their expiry: ask their item shards what became of them, and record it. */
   async function askHolds(open: Sale, userId: string, codes: string[]): Promise<void> {
     const byShard = new Map<number, string[]>()
-    const verdicts: [string, string, "p" | "r"][] = []
+    const verdicts: [string, string, Exclude<HoldFate, "live">][] = []
     for (const code of codes) {
       const shard = codeShard(code, shards)
       // A code naming no shard of this split (issued before SALE_SHARDS changed) can never be bought: purchase() refuses it.
-      if (shard === undefined) verdicts.push([userId, code, "r"])
+      if (shard === undefined) verdicts.push([userId, code, "ended"])
       else byShard.set(shard, [...(byShard.get(shard) ?? []), code])
     }
     await Promise.all(
@@ -286,16 +287,16 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
         if ("kind" in reply) return
         asked.forEach((code, i) => {
           const verdict = reply[i]
-          if (verdict === "p" || verdict === "r") verdicts.push([userId, code, verdict])
+          if (verdict === "bought" || verdict === "ended") verdicts.push([userId, code, verdict])
         })
       }),
     )
     await unslot(open, verdicts)
   }
 
-  async function unslot(open: Sale, holds: [user: string, code: string, verdict: "p" | "r"][]): Promise<void> {
+  async function unslot(open: Sale, holds: [user: string, code: string, fate: Exclude<HoldFate, "live">][]): Promise<void> {
     if (holds.length === 0) return
-    const byPart = new Map<string, [string, string, "p" | "r"][]>()
+    const byPart = new Map<string, [string, string, Exclude<HoldFate, "live">][]>()
     for (const hold of holds) {
       const part = shardPart(open.id, userShard(hold[0], shards), shards)
       byPart.set(part, [...(byPart.get(part) ?? []), hold])
@@ -303,5 +304,5 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     await Promise.all([...byPart].map(([part, list]) => scripts.shardUnslot(saleKeys(part), open.id, list)))
   }
 
-  return (userId, itemId) => submit({ userId, itemId, flags: "", round: 0 })
+  return (userId, itemId) => submit({ userId, itemId, wait: true, round: 0 })
 }
