@@ -7,8 +7,9 @@
   KEYS[1..8] the sale's keys, as listed in prelude.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the keys belong to
-  ARGV[3..] one triple per request: item_id (as requested, may be no item of the sale), user_id,
-            code (fresh and random, used only if a new hold is granted)
+  ARGV[3..] one group of six per request: item_id (as requested), the item's place among the sale's items
+            (ix; -1 for an item the sale does not have), its stock and per_user (taken for an item not
+            touched yet: see prelude.lua), user_id, code (fresh and random, used only if a new hold is granted)
 
   Returns {0, now_ms, journal_entry_id, then per request: status, code, expires_ms, unit}; status (the
   numbers of src/sale/outcomes.ts), the first that applies:
@@ -35,13 +36,12 @@ local expires = now + st.hold
 local expiresText = ms(expires)
 local out, journal, accepted, rejected, granted = {0, now, ''}, {}, 0, 0, 0
 
-for i = firstRequest, #ARGV, 3 do
-  local item, user, newCode = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+for i = firstRequest, #ARGV, 6 do
+  local itemText, ix, user, newCode = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 4], ARGV[i + 5]
+  local item = tonumber(itemText)
   local status, code, expiry, unit = 0, '', '', 0
-  local it = getItem(st, item)
-  local count, live = 0, ''
-  if it then count, live = getHolding(item, user) end
-  if not it then
+  local record, stock, sold, held, count, live = itemAndHolding(item, ix, tonumber(ARGV[i + 2]), user)
+  if not stock then
     status = -1 -- unknown_item
   elseif live ~= '' then
     local _, _, heldUnit, heldUntil = getCode(live)
@@ -50,25 +50,28 @@ for i = firstRequest, #ARGV, 3 do
     status = -2 -- sold_out
   elseif st.paused then
     status = -8 -- sale_paused
-  elseif it.sold >= it.stock then
+  elseif sold >= stock then
     status = -3 -- item_sold
-  elseif it.sold + it.held >= it.stock then
+  elseif sold + held >= stock then
     status = -4 -- item_reserved
-  elseif tonumber(rcall('HGET', usersKey, user) or '0') >= st.limit or count >= it.per then
-    status = -5 -- user_limit
   else
-    unit = takeUnit(item, it)
-    code, expiry = newCode, expiresText
-    it.held = it.held + 1
-    putItem(item, it)
-    putHolding(item, user, count + 1, code)
-    putCode(code, 'h', item, unit, expires, user)
-    rcall('ZADD', expKey, expiresText, code)
-    rcall('HINCRBY', usersKey, user, 1)
-    granted = granted + 1
+    local it = getItem(item, record or nil, ix, stock, tonumber(ARGV[i + 3]))
+    if tonumber(rcall('HGET', usersKey, user) or '0') >= st.limit or count >= it.per then
+      status = -5 -- user_limit
+    else
+      unit = takeUnit(item, it)
+      code, expiry = newCode, expiresText
+      it.held = it.held + 1
+      putItem(item, it)
+      putHolding(item, user, count + 1, code)
+      putCode(code, 'h', item, unit, expires, user)
+      rcall('ZADD', expKey, expiresText, code)
+      rcall('HINCRBY', usersKey, user, 1)
+      granted = granted + 1
+    end
   end
   if status >= 0 then accepted = accepted + 1 else rejected = rejected + 1 end
-  journal[#journal + 1] = ms(item) .. ' ' .. user .. ' ' .. status .. ' ' .. code .. ' ' .. expiry .. ' ' .. (unit > 0 and unit or '')
+  journal[#journal + 1] = itemText .. ' ' .. user .. ' ' .. status .. ' ' .. code .. ' ' .. expiry .. ' ' .. (unit > 0 and unit or '')
   out[#out + 1] = status
   out[#out + 1] = code
   out[#out + 1] = tonumber(expiry) or 0

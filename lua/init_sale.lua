@@ -12,13 +12,19 @@
   ARGV[3]  mode       'empty': only before the sale starts, since nothing can have happened in it yet;
                       'rebuild': from the snapshot that follows
   ARGV[4]  settings   "starts|closes|paused|limit|hold|rev" (ms, ms, 0/1, units per user, ms, revision)
-  ARGV[5]  uniform    "n|stock|per_user": items 1..n alike, kept without a record each; "0|0|0" otherwise
-  ARGV[6]  items      the part's items when not uniform: "id:stock:per_user:ix" joined by ","
+  ARGV[5]  avail      what is available of each of the part's items, as the avail key keeps it (prelude.lua):
+                      each item's stock, a 32-bit big-endian number at its ix, built by the server
+  ARGV[6]  units      the part's units in all (the sum of those stocks)
   ARGV[7]  split      "shards|shard": 1|0 for a whole sale; a shard counts its users from the section below
   ARGV[8..11] counters: checkouts_ok, checkouts_rejected, purchases_ok, purchases_rejected
-  ARGV[12] P, the number of units sold, followed by P groups of item_id, unit, user_id, code, purchased_ms
-  then     H, the number of live holds (by expiry), followed by H groups of item_id, unit, user_id, code, expires_ms
+  ARGV[12] P, the number of units sold, followed by P groups of item_id, ix, stock, per_user, unit, user_id, code,
+           purchased_ms (the item's definition, for its record)
+  then     H, the number of live holds (by expiry), followed by H groups of item_id, ix, stock, per_user, unit,
+           user_id, code, expires_ms
   then     (a shard of a split sale) U, the number of users, followed by U pairs of user_id, the users hash's value
+
+  Item records are made only for the items the snapshot names, so an empty part costs the same whatever its
+  number of items.
 
   Returns:
      1  initialised
@@ -30,36 +36,12 @@ if rcall('HGET', stateKey, 'v') == layout then return 0 end
 local now = clock(ARGV[1])
 local starts, closes, paused, limit, hold, rev = string.match(ARGV[4], '^(%d+)|(%d+)|(%d)|(%d+)|(%d+)|(%d+)$')
 if mode == 'empty' and now >= tonumber(starts) then return -1 end
-local n, dstock, dper = string.match(ARGV[5], '^(%d+)|(%d+)|(%d+)$')
 local shards, shard = string.match(ARGV[7], '^(%d+)|(%d+)$')
-n, dstock, dper, shards, shard = tonumber(n), tonumber(dstock), tonumber(dper), tonumber(shards), tonumber(shard)
+shards, shard = tonumber(shards), tonumber(shard)
 -- Everything of an earlier life of this part goes, the stats of an earlier layout included; the journal stays.
 rcall('DEL', itemsKey, codesKey, usersKey, expKey, stateKey, freeKey, availKey)
-local st = {n = n, dstock = dstock, dper = dper, shards = shards, shard = shard, split = shards > 1}
-
--- The items and what is available of each.
-local units, avail = 0, {}
-local function packed(v) return string.char(math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256, math.floor(v / 256) % 256, v % 256) end
-if n > 0 then
-  local count = 0
-  if shard < n then count = math.floor((n - 1 - shard) / shards) + 1 end
-  units = count * dstock
-  rcall('SET', availKey, string.rep(packed(dstock), count))
-else
-  local fields = {}
-  for id, stock, per, ix in string.gmatch(ARGV[6], '(%d+):(%d+):(%d+):(%d+)') do
-    fields[#fields + 1] = id
-    fields[#fields + 1] = stock .. '|' .. per .. '|0|0|1|' .. ix
-    avail[tonumber(ix) + 1] = packed(tonumber(stock))
-    units = units + tonumber(stock)
-    if #fields >= 1000 then
-      rcall('HSET', itemsKey, unpack(fields))
-      fields = {}
-    end
-  end
-  if #fields > 0 then rcall('HSET', itemsKey, unpack(fields)) end
-  rcall('SET', availKey, table.concat(avail))
-end
+local st = {shards = shards, shard = shard, split = shards > 1}
+rcall('SET', availKey, ARGV[5])
 
 -- What the store kept: units sold, then the live holds.
 local used, touched, holdings = {}, {}, {}
@@ -77,11 +59,16 @@ local function countHolding(item, user, code)
   holdings[key] = h
   if not st.split then rcall('HINCRBY', usersKey, user, 1) end
 end
+-- The item of the group at ARGV[j + 1]: its record so far, or a new one from the definition the group names.
+local function itemAt(j)
+  local item = tonumber(ARGV[j + 1])
+  return item, touched[item] or getItem(item, nil, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4]))
+end
 local i = 12
 local sold, held, nextExp = 0, 0, 0
 for _ = 1, tonumber(ARGV[i]) do
-  local item, unit, user, code, at = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local it = touched[item] or getItem(st, item)
+  local item, it = itemAt(i)
+  local unit, user, code, at = tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   if it and use(item, unit) then
     touched[item] = it
     it.sold = it.sold + 1
@@ -89,19 +76,19 @@ for _ = 1, tonumber(ARGV[i]) do
     countHolding(item, user, nil)
     sold = sold + 1
   end
-  i = i + 5
+  i = i + 8
 end
 i = i + 1
-local groups, latest = {}, {}
+local latest = {}
 for g = 1, tonumber(ARGV[i]) do
-  local item, unit = ARGV[i + 1 + (g - 1) * 5], ARGV[i + 2 + (g - 1) * 5]
-  latest[item .. ':' .. unit] = g
+  local j = i + (g - 1) * 8
+  latest[ARGV[j + 1] .. ':' .. ARGV[j + 5]] = g
 end
 for g = 1, tonumber(ARGV[i]) do
-  local j = i + (g - 1) * 5
-  local item, unit, user, code, expires = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]), ARGV[j + 3], ARGV[j + 4], tonumber(ARGV[j + 5])
-  local it = touched[item] or getItem(st, item)
-  if it and latest[ARGV[j + 1] .. ':' .. ARGV[j + 2]] == g and use(item, unit) then
+  local j = i + (g - 1) * 8
+  local item, it = itemAt(j)
+  local unit, user, code, expires = tonumber(ARGV[j + 5]), ARGV[j + 6], ARGV[j + 7], tonumber(ARGV[j + 8])
+  if it and latest[ARGV[j + 1] .. ':' .. ARGV[j + 5]] == g and use(item, unit) then
     touched[item] = it
     it.held = it.held + 1
     putCode(code, 'h', item, unit, expires, user)
@@ -111,7 +98,7 @@ for g = 1, tonumber(ARGV[i]) do
     if nextExp == 0 or expires < nextExp then nextExp = expires end
   end
 end
-i = i + 1 + tonumber(ARGV[i]) * 5
+i = i + 1 + tonumber(ARGV[i]) * 8
 
 -- Units below the highest one in use that are not in use are free again.
 for item, it in pairs(touched) do
@@ -131,7 +118,6 @@ if st.split then
 end
 -- Written last: the state hash, with the layout version, is what marks the part as initialised.
 rcall('HSET', stateKey, 'starts', starts, 'closes', closes, 'paused', paused, 'limit', limit, 'hold', hold, 'rev', rev,
-  'n', n, 'dstock', dstock, 'dper', dper, 'shards', shards, 'shard', shard,
-  'sold', sold, 'held', held, 'units', units, 'c_ok', ARGV[8], 'c_rej', ARGV[9], 'p_ok', ARGV[10], 'p_rej', ARGV[11],
+  'shards', shards, 'shard', shard, 'sold', sold, 'held', held, 'units', ARGV[6], 'c_ok', ARGV[8], 'c_rej', ARGV[9], 'p_ok', ARGV[10], 'p_rej', ARGV[11],
   'next_exp', ms(nextExp), 'v', layout)
 return 1

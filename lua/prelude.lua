@@ -7,7 +7,8 @@
   then the script's own arguments.
 
   Keys of one part:
-    KEYS[1] items  hash   <item id>          -> item record  "stock|per_user|sold|held|next|ix"
+    KEYS[1] items  hash   <item id>          -> item record  "stock|per_user|sold|held|next|ix", made when
+                                                the item is first touched
                           <item id>|<user>   -> holding      "count|code"
     KEYS[2] codes  hash   code -> code record "h|item|unit|expires_ms|user" (held), "t|..." (held tentatively,
                           split sales), "p|item|unit|purchased_ms|user" (sold)
@@ -21,8 +22,12 @@
                           (its place among the part's items): what /items reads, whole, once a second
 
   An item record counts its units: `sold`, `held` (live and tentative holds), `next` (the lowest unit never
-  handed out: units below it that are not in use are in `free`). A hold takes the lowest free unit. Items
-  of a uniform sale (ids 1..n alike: the recurring sale) get their record when first touched.
+  handed out: units below it that are not in use are in `free`). A hold takes the lowest free unit. A sale's
+  items are the server's (it keeps every sale's definition): a request names its item's place among the
+  part's items (ix, -1 for an item the sale does not have), stock and per-user limit, and the record made
+  when the item is first touched takes them from there. So a part of 100,000 items is initialised in one
+  step of constant cost, and only the items someone touched have a record. Once made, the record is the
+  truth: an operator's change of a stock writes it (lua/settings.lua) before any request could name another.
   A holding counts one user's purchases plus live holds of one item, and names their live hold's code:
   a user holds at most one unit of an item at a time (checking it out again returns the same code).
 
@@ -31,7 +36,6 @@
     paused              1: checkouts are refused with sale_paused (purchases go on)
     limit, hold         purchases plus live holds per user; ms a hold lives
     rev                 revision of the settings (src/sale/sales.ts): an older one is never applied
-    n, dstock, dper     uniform items: ids 1..n with this stock and per-user limit (n = 0: every item has a record)
     shards, shard       a shard of a split sale: how many, and which (its items are those at ix * shards + shard)
     sold, held, units   units sold, units held (not tentative ones), units in all
     c_ok, c_rej, p_ok, p_rej   decisions counted
@@ -52,38 +56,37 @@ end
 local function ms(n) return string.format('%.0f', n) end
 
 -- The part's settings and counters, read once per call; nil if the part is not initialised (or an earlier layout).
-local stateFields = {'starts', 'closes', 'paused', 'limit', 'hold', 'n', 'dstock', 'dper', 'shards', 'shard', 'sold', 'held', 'units', 'next_exp', 'v'}
+local stateFields = {'starts', 'closes', 'paused', 'limit', 'hold', 'shards', 'shard', 'sold', 'held', 'units', 'next_exp', 'v'}
 local function readState()
   local s = rcall('HMGET', stateKey, unpack(stateFields))
-  if s[15] ~= layout then return nil end
+  if s[12] ~= layout then return nil end
   return {
     starts = tonumber(s[1]), closes = tonumber(s[2]), paused = s[3] == '1', limit = tonumber(s[4]), hold = tonumber(s[5]),
-    n = tonumber(s[6]), dstock = tonumber(s[7]), dper = tonumber(s[8]), shards = tonumber(s[9] or 1), shard = tonumber(s[10] or 0),
-    sold = tonumber(s[11]), held = tonumber(s[12]), units = tonumber(s[13]), nextExp = tonumber(s[14]), split = tonumber(s[9] or 1) > 1,
+    shards = tonumber(s[6]), shard = tonumber(s[7]), sold = tonumber(s[8]), held = tonumber(s[9]), units = tonumber(s[10]),
+    nextExp = tonumber(s[11]), split = tonumber(s[6]) > 1,
   }
 end
 
--- Item records. A uniform item without a record yet has all of its units free.
-local function getItem(st, id)
-  local v = rcall('HGET', itemsKey, id)
+-- Item records: the record (`v`, if already read), or, for an item not touched yet, a new one from its
+-- definition as the request names it (ix, stock, per_user; ix < 0: the sale has no such item); nil if neither.
+local function getItem(id, v, ix, stock, per)
+  v = v or rcall('HGET', itemsKey, id)
   if v then
     local stock, per, sold, held, nxt, ix = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
     return {stock = tonumber(stock), per = tonumber(per), sold = tonumber(sold), held = tonumber(held), next = tonumber(nxt), ix = tonumber(ix)}
   end
-  if st.n > 0 and id >= 1 and id <= st.n and (id - 1) % st.shards == st.shard then
-    return {stock = st.dstock, per = st.dper, sold = 0, held = 0, next = 1, ix = math.floor((id - 1) / st.shards)}
-  end
+  if ix and ix >= 0 then return {stock = stock, per = per, sold = 0, held = 0, next = 1, ix = ix} end
   return nil
 end
 
 local function putItem(id, it)
   rcall('HSET', itemsKey, id, it.stock .. '|' .. it.per .. '|' .. it.sold .. '|' .. it.held .. '|' .. it.next .. '|' .. it.ix)
-  rcall('BITFIELD', availKey, 'SET', 'u32', '#' .. it.ix, it.stock - it.sold - it.held)
+  rcall('BITFIELD', availKey, 'SET', 'u32', '#' .. it.ix, math.max(0, it.stock - it.sold - it.held))
 end
 
--- Holdings: one user's units of one item, and their live hold's code ('' if none).
-local function getHolding(id, user)
-  local v = rcall('HGET', itemsKey, id .. '|' .. user)
+-- Holdings: one user's units of one item, and their live hold's code ('' if none). `v`: the holding if already read.
+local function getHolding(id, user, v)
+  v = v or rcall('HGET', itemsKey, id .. '|' .. user)
   if not v then return 0, '' end
   local count, code = string.match(v, '^(%d+)|(.*)$')
   return tonumber(count), code
@@ -133,7 +136,7 @@ end
 local function endHold(st, code, kind, item, unit, expires, user)
   rcall('HDEL', codesKey, code)
   rcall('ZREM', expKey, code)
-  local it = getItem(st, item)
+  local it = getItem(item)
   if it then
     it.held = it.held - 1
     if unit <= it.stock then returnUnit(item, unit) end
@@ -183,6 +186,23 @@ local function slotsOf(value, code, now)
     end
   end
   return n, listed, kept, expired
+end
+
+-- An item's record and one user's holding of it, in one read (a checkout needs both): the record (false if
+-- not made yet), stock, sold, held (nil for an item the sale does not have: ix < 0), the units the user has of
+-- it, and their live hold's code. `stock`: the item's as the request names it, for an item not touched yet.
+local function itemAndHolding(id, ix, stock, user)
+  local v = rcall('HMGET', itemsKey, id, id .. '|' .. user)
+  local record, sold, held = v[1], 0, 0
+  if record then
+    stock, sold, held = string.match(record, '^(%d+)|%d+|(%d+)|(%d+)|')
+    stock, sold, held = tonumber(stock), tonumber(sold), tonumber(held)
+  elseif ix < 0 then
+    return nil
+  end
+  local count, live = 0, ''
+  if v[2] then count, live = getHolding(id, user, v[2]) end
+  return record or false, stock, sold, held, count, live
 end
 
 -- The opening of a checkout call: the part must be initialised and open at `now`; then it sweeps.

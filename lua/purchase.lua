@@ -49,7 +49,7 @@ for i = firstCode, #ARGV do
     status = 0 -- purchased
     putCode(code, 'p', item, unit, now, user)
     rcall('ZREM', expKey, code)
-    local it = getItem(st, item)
+    local it = getItem(item)
     it.held = it.held - 1
     it.sold = it.sold + 1
     putItem(item, it)

@@ -8,7 +8,8 @@
   KEYS[1..8] the shard's keys, as listed in prelude.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the keys belong to
-  ARGV[3..] one group of five per request: item_id, user_id, code (fresh, used only for a new hold), then
+  ARGV[3..] one group of eight per request: item_id, its ix, stock and per_user (as in checkout.lua), user_id,
+            code (fresh, used only for a new hold), then
             what the server knows of the other shards: 'unknown', 'sold-out' (every other shard is) or 'selling'
             (some other shard is not: it asked them), then 'wait' for this user's own tentative hold of the item
             (answer in_flight) or 'no-wait' (answer item_reserved: it waited once already)
@@ -28,10 +29,10 @@ if not st then return undecided end
 local nowText, expiresText = ms(now), ms(now + st.hold)
 local out, journal, accepted, rejected, tentative = {0, now, ''}, {}, 0, 0, 0
 
-for i = firstRequest, #ARGV, 5 do
-  local item, user, newCode, others, wait = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+for i = firstRequest, #ARGV, 8 do
+  local item, ix, user, newCode, others, wait = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   local status, code, expiry, unit = 0, '', '', 0
-  local it = getItem(st, item)
+  local it = getItem(item, nil, ix, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
   local count, live = 0, ''
   if it then count, live = getHolding(item, user) end
   local liveKind, _, liveUnit, liveUntil = nil, nil, nil, nil

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test"
 import type Redis from "ioredis"
 import { isolated } from "./support/services"
-import { registerScripts, type Scripts } from "../src/redis/scripts"
+import { definitionOf, registerScripts, type Scripts } from "../src/redis/scripts"
 import { layoutVersion, saleKeys, statsKey } from "../src/redis/keys"
 import { recordsOf } from "../src/redis/journal"
 import { initArgs } from "../src/redis/lifecycle"
@@ -32,12 +32,17 @@ const listed = (over: Partial<Sale> = {}): Sale => {
   return uniform({ items: listedItems(items), userLimit: 5, ...over })
 }
 
-const init = (definition = uniform(), mode: "empty" | "rebuild" = "rebuild", snapshot: SaleSnapshot = emptySnapshot(), at = t0) =>
-  scripts.initSale(saleKeys(definition.id), String(at), definition.id, initArgs(definition, 1, 0, mode, snapshot))
+/** The sale last initialised: requests name its items' definitions, as the server's do. */
+let defined = uniform()
+const init = (definition = uniform(), mode: "empty" | "rebuild" = "rebuild", snapshot: SaleSnapshot = emptySnapshot(), at = t0) => {
+  defined = definition
+  return scripts.initSale(saleKeys(definition.id), String(at), definition.id, initArgs(definition, 1, 0, mode, snapshot))
+}
+const request = (userId: string, itemId: number, code: string) => ({ itemId, ...definitionOf(defined.items, itemId, 1), userId, code })
 
 /** One checkout alone: [status, code, expiry, unit], or the reply when the call decided nothing. */
 const checkout = async (user: string, item: number, code = `${sale}.${user}-${item}`, at = t0) => {
-  const reply = await scripts.checkout(keys, String(at), sale, [{ itemId: item, userId: user, code }])
+  const reply = await scripts.checkout(keys, String(at), sale, [request(user, item, code)])
   if (reply.kind !== "decided") return reply
   const r = reply.results[0]!
   return [statusOf(r.outcome), r.code, r.expiresAt, r.unit]
@@ -183,7 +188,7 @@ describe("checkout.lua", () => {
 
   test("a batch is decided in order, each request as if alone, in one journal entry", async () => {
     await init()
-    const reply = await scripts.checkout(keys, String(t0), sale, [["ann", 1, "a"], ["bob", 1, "b"], ["ann", 1, "c"], ["ann", 2, "d"], ["ann", 3, "e"], ["bob", 9, "f"]].map(([userId, itemId, code]) => ({ userId: userId as string, itemId: itemId as number, code: code as string })))
+    const reply = await scripts.checkout(keys, String(t0), sale, [["ann", 1, "a"], ["bob", 1, "b"], ["ann", 1, "c"], ["ann", 2, "d"], ["ann", 3, "e"], ["bob", 9, "f"]].map(([userId, itemId, code]) => request(userId as string, itemId as number, code as string)))
     expect(await redis.xlen(keys[5]!)).toBe(1)
     expect(reply.kind === "decided" && reply.results.map((r) => [r.outcome, r.code, r.unit])).toEqual([["reserved", "a", 1], ["item_reserved", "", 0], ["repeated", "a", 1], ["reserved", "d", 1], ["user_limit", "", 0], ["unknown_item", "", 0]])
     expect(await redis.hmget(keys[4]!, "c_ok", "c_rej", "held")).toEqual(["3", "3", "2"])
@@ -273,6 +278,20 @@ describe("release.lua and status.lua", () => {
 })
 
 describe("init_sale.lua", () => {
+  test("an empty part keeps no record per item: each is made from its definition when first touched, then is the truth", async () => {
+    const many = listed({ items: listedItems(Array.from({ length: 5000 }, (_, i) => ({ id: i + 1, name: `Item ${i + 1}`, image: "", stock: 1 + (i % 3), perUser: 1 }))) })
+    expect(await init(many)).toBe(1)
+    expect(await redis.hlen(keys[0]!)).toBe(0)
+    expect(await status()).toMatchObject({ units: many.items.units })
+    const avail = (await redis.getBuffer(keys[7]!))!
+    expect([avail.length, avail.readUInt32BE(0), avail.readUInt32BE(4), avail.readUInt32BE(4 * 4999)]).toEqual([4 * 5000, 1, 2, 2])
+    expect(await checkout("ann", 5000, "a")).toEqual([0, "a", t0 + hold, 1])
+    expect(await redis.hget(keys[0]!, "5000")).toBe("2|1|0|1|2|4999")
+    // A request naming another definition (an instance that has not read a change yet) is decided by the record.
+    const stale = await scripts.checkout(keys, String(t0), sale, [{ itemId: 5000, ix: 4999, stock: 9, perUser: 1, userId: "bob", code: "b" }, { itemId: 5000, ix: 4999, stock: 9, perUser: 1, userId: "cat", code: "c" }])
+    expect(stale.kind === "decided" && stale.results.map((r) => r.outcome)).toEqual(["reserved", "item_reserved"])
+  })
+
   test("rebuilds sold units, live holds, per-user and per-item counts and counters from a snapshot", async () => {
     const snapshot: SaleSnapshot = {
       checkouts: { accepted: 5, rejected: 6 },
@@ -329,35 +348,51 @@ describe("init_sale.lua", () => {
 
 describe("settings.lua", () => {
   const text = (s: Sale, closes: number | "now" = s.endsAt) => `${s.startsAt}|${closes}|${s.paused ? 1 : 0}|${s.userLimit}|${s.holdMs}|${s.rev}`
+  /** The items argument naming these stocks of `s`'s items, and the units of the sale once they are set. */
+  const stocks = (s: Sale, set: [id: number, stock: number][] = []): [string, number] => {
+    const named = set.map(([id, stock]) => `${id}:${stock}:${s.items.at(s.items.position(id)).perUser}:${s.items.position(id)}`)
+    let units = 0
+    for (let p = 0; p < s.items.size; p++) units += set.find(([id]) => id === s.items.at(p).id)?.[1] ?? s.items.at(p).stock
+    return [named.join(","), units]
+  }
 
   test("restrict pauses at once and marks the part dirty; apply brings the kept settings with their revision; an older one is ignored", async () => {
     await init()
-    expect(await scripts.settings(keys, String(t0), sale, "restrict", text(uniform({ paused: true })), "")).toEqual({ kind: "done", now: t0 })
+    expect(await scripts.settings(keys, String(t0), sale, "restrict", text(uniform({ paused: true })), ...stocks(uniform()))).toEqual({ kind: "done", now: t0 })
     expect(await redis.hmget(statsKey(sale), "paused", "dirty", "rev")).toEqual(["1", "1", "1"])
     expect((await checkout("ann", 1) as number[])[0]).toBe(-8)
-    expect(await scripts.settings(keys, String(t0), sale, "apply", text(uniform({ paused: true, rev: 2 })), "")).toEqual({ kind: "done", now: t0 })
+    expect(await scripts.settings(keys, String(t0), sale, "apply", text(uniform({ paused: true, rev: 2 })), ...stocks(uniform()))).toEqual({ kind: "done", now: t0 })
     expect(await redis.hmget(statsKey(sale), "paused", "dirty", "rev")).toEqual(["1", "0", "2"])
-    expect(await scripts.settings(keys, String(t0), sale, "apply", text(uniform({ rev: 1 })), "")).toEqual({ kind: "older", now: t0 })
+    expect(await scripts.settings(keys, String(t0), sale, "apply", text(uniform({ rev: 1 })), ...stocks(uniform()))).toEqual({ kind: "older", now: t0 })
     expect(await redis.hget(statsKey(sale), "paused")).toBe("1")
   })
 
   test("an end closes the sale at the node's time; restrict never loosens", async () => {
     await init()
-    await scripts.settings(keys, String(t0 + 5), sale, "restrict", text(uniform(), "now"), "")
+    await scripts.settings(keys, String(t0 + 5), sale, "restrict", text(uniform(), "now"), ...stocks(uniform()))
     expect(await checkout("ann", 1, "a", t0 + 5)).toEqual({ kind: "closed", now: t0 + 5 })
-    await scripts.settings(keys, String(t0 + 6), sale, "restrict", text(uniform()), "")
+    await scripts.settings(keys, String(t0 + 6), sale, "restrict", text(uniform()), ...stocks(uniform()))
     expect(await redis.hget(statsKey(sale), "closes")).toBe(String(t0 + 5))
+  })
+
+  test("a stock set for an item not touched yet makes its record, so a request naming the old stock sells the new one", async () => {
+    await init(listed())
+    await scripts.settings(keys, String(t0), sale, "apply", text(listed({ rev: 2 })), ...stocks(listed(), [[9, 2]]))
+    expect(await status()).toMatchObject({ units: 5 })
+    expect((await checkout("ann", 9, "a") as number[])[0]).toBe(0)
+    expect((await checkout("bob", 9, "b") as number[])[0]).toBe(0)
+    expect((await checkout("cat", 9, "c") as number[])[0]).toBe(-4)
   })
 
   test("a stock goes no lower than the highest unit sold or held; a raised one sells more", async () => {
     await init(listed())
     await checkout("ann", 7, "a")
     await checkout("bob", 7, "b")
-    expect(await scripts.settings(keys, String(t0), sale, "restrict", text(listed()), "7:1")).toEqual({ kind: "inUse", itemId: 7, unit: 2 })
-    expect(await scripts.settings(keys, String(t0), sale, "restrict", text(listed()), "7:2")).toEqual({ kind: "done", now: t0 })
+    expect(await scripts.settings(keys, String(t0), sale, "restrict", text(listed()), ...stocks(listed(), [[7, 1]]))).toEqual({ kind: "inUse", itemId: 7, unit: 2 })
+    expect(await scripts.settings(keys, String(t0), sale, "restrict", text(listed()), ...stocks(listed(), [[7, 2]]))).toEqual({ kind: "done", now: t0 })
     expect((await checkout("cat", 7, "c") as number[])[0]).toBe(-4)
     expect(await status()).toMatchObject({ units: 3 })
-    await scripts.settings(keys, String(t0), sale, "apply", text(listed({ rev: 2 })), "7:5")
+    await scripts.settings(keys, String(t0), sale, "apply", text(listed({ rev: 2 })), ...stocks(listed({ rev: 2 }), [[7, 5]]))
     expect(await checkout("cat", 7, "c")).toEqual([0, "c", t0 + hold, 3])
     expect(await status()).toMatchObject({ units: 6 })
   })
@@ -369,7 +404,7 @@ describe("a sale split into shards (shard_*.lua)", () => {
   const initShard = (k: number, users = new Map<string, string>()) => scripts.initSale(saleKeys(`${sale}:${k}`), String(t0), sale, initArgs(uniform(), 2, k, "rebuild", emptySnapshot(), emptySnapshot(), users))
   /** Step 1 of one checkout: [status, code, expiry], or the reply when the call decided nothing. */
   const take = async (user: string, item: number, code: string, { others = "unknown" as "unknown" | "sold-out" | "selling", wait = true } = {}, at = t0, shardKeys = item0) => {
-    const reply = await scripts.shardHold(shardKeys, String(at), sale, [{ itemId: item, userId: user, code, others, wait }])
+    const reply = await scripts.shardHold(shardKeys, String(at), sale, [{ itemId: item, ...definitionOf(uniform().items, item, 2), userId: user, code, others, wait }])
     if (reply.kind !== "decided") return reply
     const r = reply.results[0]!
     return [r.status, r.code, r.expiresAt]

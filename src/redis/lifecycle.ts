@@ -14,7 +14,7 @@ import type { LedgerWriter } from "./ledger"
 import { codeAlphabet } from "../sale/codes"
 import type { Book } from "./book"
 import { itemShard, layoutVersion, logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey, userShard } from "./keys"
-import { codeRecord, type InitArgs, type Scripts } from "./scripts"
+import { codeRecord, definitionOf, type InitArgs, type KeptUnit, type Scripts } from "./scripts"
 
 export type LifecycleOptions = {
   redis: RedisClient
@@ -41,18 +41,25 @@ const commitWaitMarginMs = 100
 export function initArgs(sale: Sale, shards: number, shard: number, mode: "empty" | "rebuild", snapshot: SaleSnapshot, counters = snapshot, users?: Map<string, string>): InitArgs {
   const { items } = sale
   const settings = `${sale.startsAt}|${closesAt(sale)}|${sale.paused ? 1 : 0}|${sale.userLimit}|${sale.holdMs}|${sale.rev}`
-  const listed: string[] = []
-  if (!items.uniform) for (let p = shard; p < items.size; p += shards) listed.push(`${items.at(p).id}:${items.at(p).stock}:${items.at(p).perUser}:${Math.floor(p / shards)}`)
+  // The part's items are those at positions shard, shard + shards, ...: item ix of the part is at ix * shards + shard.
+  const avail = Buffer.alloc(Math.max(0, Math.ceil((items.size - shard) / shards)) * 4)
+  let units = 0
+  for (let p = shard, ix = 0; p < items.size; p += shards, ix++) {
+    const stock = items.uniform?.stock ?? items.at(p).stock
+    avail.writeUInt32BE(stock, ix * 4)
+    units += stock
+  }
   const mine = (itemId: number) => shards === 1 || itemShard(items.position(itemId), shards) === shard
+  const kept = (k: SaleSnapshot["sold"][number]): KeptUnit => ({ ...k, ...definitionOf(items, k.itemId, shards) })
   return {
     mode,
     settings,
-    uniform: items.uniform ? `${items.size}|${items.uniform.stock}|${items.uniform.perUser}` : "0|0|0",
-    items: listed.join(","),
+    avail,
+    units,
     split: `${shards}|${shard}`,
     counters: [counters.checkouts.accepted, counters.checkouts.rejected, counters.purchases.accepted, counters.purchases.rejected],
-    sold: snapshot.sold.filter((s) => mine(s.itemId)),
-    holds: snapshot.holds.filter((h) => mine(h.itemId)),
+    sold: snapshot.sold.filter((s) => mine(s.itemId)).map(kept),
+    holds: snapshot.holds.filter((h) => mine(h.itemId)).map(kept),
     users,
   }
 }

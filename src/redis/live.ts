@@ -27,13 +27,22 @@ export function createLive({ redis, scripts, book, sale: lifecycle, shards, log 
 
   const settingsText = (s: Pick<Sale, "startsAt" | "endsAt" | "endedAt" | "paused" | "userLimit" | "holdMs" | "rev">, closes: number | "now" = closesAt(s)) => `${s.startsAt}|${closes}|${s.paused ? 1 : 0}|${s.userLimit}|${s.holdMs}|${s.rev}`
 
-  /** The stocks of a part's items, "id:stock,...": those given, or every item of the part (a uniform sale has no stock to change). */
-  function stocksOf(sale: Sale, k: number, only?: { id: number; stock: number }[]): string {
-    if (only) return only.filter((s) => shards === 1 || itemShard(sale.items.position(s.id), shards) === k).map((s) => `${s.id}:${s.stock}`).join(",")
-    if (sale.items.uniform) return ""
-    const out: string[] = []
-    for (let p = k; p < sale.items.size; p += shards) out.push(`${sale.items.at(p).id}:${sale.items.at(p).stock}`)
-    return out.join(",")
+  /**
+   * What settings.lua needs of part k's items: "id:stock:per_user:ix" of the items named (all of the part's when
+   * `ids` is omitted), with `stocks` in place of the sale's where given, and the part's units in all.
+   */
+  function itemsOf(sale: Sale, k: number, ids?: number[], stocks = new Map<number, number>()): [items: string, units: number] {
+    const { items } = sale
+    const stockAt = (p: number) => (stocks.size > 0 ? stocks.get(items.at(p).id) : undefined) ?? items.uniform?.stock ?? items.at(p).stock
+    const item = (p: number) => `${items.at(p).id}:${stockAt(p)}:${items.at(p).perUser}:${Math.floor(p / shards)}`
+    const named: string[] = []
+    let units = 0
+    for (let p = k; p < items.size; p += shards) {
+      units += stockAt(p)
+      if (!ids) named.push(item(p))
+    }
+    for (const p of ids?.map((id) => items.position(id)) ?? []) if (p >= 0 && itemShard(p, shards) === k) named.push(item(p))
+    return [named.join(","), units]
   }
 
   async function lock(saleId: number): Promise<boolean> {
@@ -44,8 +53,12 @@ export function createLive({ redis, scripts, book, sale: lifecycle, shards, log 
     if ((await redis.get(key)) === token) await redis.del(key)
   }
 
-  async function apply(sale: Sale): Promise<void> {
-    await Promise.all(parts(sale.id).map((part, k) => scripts.settings(saleKeys(part), lifecycle.nowArg(), sale.id, "apply", settingsText(sale), stocksOf(sale, k))))
+  /**
+   * Writes a sale's definition to every part. `changed`: the items whose stock may differ from the parts'; an
+   * item's record is made (or set) for each, so all of them when the parts' stocks are not known (reconcile).
+   */
+  async function apply(sale: Sale, changed?: number[]): Promise<void> {
+    await Promise.all(parts(sale.id).map((part, k) => scripts.settings(saleKeys(part), lifecycle.nowArg(), sale.id, "apply", settingsText(sale), ...itemsOf(sale, k, changed))))
   }
 
   async function partStatuses(sale: Sale) {
@@ -69,16 +82,17 @@ export function createLive({ redis, scripts, book, sale: lifecycle, shards, log 
     async restrict(sale: Sale, change: SaleChange) {
       const tight = { ...sale, paused: change.paused === true || sale.paused, userLimit: Math.min(change.userLimit ?? sale.userLimit, sale.userLimit) }
       const closes = change.endedAt !== undefined ? "now" : closesAt(sale)
-      const lowered = (change.stocks ?? []).filter((s) => {
+      const lowered = new Map<number, number>()
+      for (const s of change.stocks ?? []) {
         const position = sale.items.position(s.id)
-        return position >= 0 && s.stock < sale.items.at(position).stock
-      })
+        if (position >= 0 && s.stock < sale.items.at(position).stock) lowered.set(s.id, s.stock)
+      }
       let at = lifecycle.estimatedNow()
-      const replies = await Promise.all(parts(sale.id).map((part, k) => scripts.settings(saleKeys(part), lifecycle.nowArg(), sale.id, "restrict", settingsText(tight, closes), stocksOf(sale, k, lowered))))
+      const replies = await Promise.all(parts(sale.id).map((part, k) => scripts.settings(saleKeys(part), lifecycle.nowArg(), sale.id, "restrict", settingsText(tight, closes), ...itemsOf(sale, k, [...lowered.keys()], lowered))))
       for (const reply of replies) {
         if (reply.kind === "inUse") {
           // Parts already restricted go back to what is kept.
-          await apply(sale).catch(() => {})
+          await apply(sale, [...lowered.keys()]).catch(() => {})
           return new Refusal("stock_in_use", `Item ${reply.itemId}'s stock cannot go below ${reply.unit}: unit ${reply.unit} is sold or held.`, { item: reply.itemId, lowest_stock: reply.unit })
         }
         if (reply.kind === "done") at = Math.max(at, reply.now)

@@ -21,10 +21,11 @@ import clock from "../../lua/clock.lua" with { type: "text" }
 import { UnavailableError } from "../sale/engine"
 import { checkoutOutcome, control, purchaseOutcome, type CheckoutOutcome, type PurchaseOutcome } from "../sale/outcomes"
 import { layoutVersion, saleKeyCount } from "./keys"
+import type { SaleItems } from "../sale/sales"
 
 const bodies = { checkout, purchase, release, status, initSale, settings, shardHold, shardSlot, shardSettle, shardUnslot, shardVerify, itemsIfReady, clock }
 type ScriptName = keyof typeof bodies
-type Raw = (keys: string[], args: (string | number)[]) => Promise<any>
+type Raw = (keys: string[], args: (string | number | Buffer)[]) => Promise<any>
 
 /** A reply that decided nothing: the part is not initialised (rebuild it), or the sale is not open at `now`. */
 export type Undecided = { kind: "notReady" } | { kind: "closed"; now: number }
@@ -35,7 +36,9 @@ const undecided = (reply: any[]): Undecided | undefined => {
   return undefined
 }
 
-export type CheckoutRequest = { itemId: number; userId: string; code: string }
+/** One checkout. `ix`, `stock`, `perUser`: the item's place among the part's items (-1: the sale has no such
+ * item) and its definition, from which the part makes the item's record when it is first touched. */
+export type CheckoutRequest = { itemId: number; ix: number; stock: number; perUser: number; userId: string; code: string }
 export type CheckoutDecided = { outcome: CheckoutOutcome; code: string; expiresAt: number; unit: number }
 export type Batch<T> = { kind: "decided"; now: number; entryId: string; results: T[] }
 
@@ -54,15 +57,30 @@ export type SlotRequest = { userId: string; code: string; expiresAt: number; at:
 /** What became of a hold a user shard lists (lua/shard_verify.lua, lua/shard_unslot.lua). */
 export type HoldFate = "bought" | "live" | "ended"
 
+/** An item as a script request names it: its place among its part's items (shard `position % shards` of a
+ * split sale keeps every `shards`-th item), and the definition its record is made from when first touched. */
+export function definitionOf(items: SaleItems, itemId: number, shards: number): { ix: number; stock: number; perUser: number } {
+  const position = items.position(itemId)
+  if (position < 0) return noSuchItem
+  const { stock, perUser } = items.uniform ?? items.at(position)
+  return { ix: Math.floor(position / shards), stock, perUser }
+}
+const noSuchItem = { ix: -1, stock: 0, perUser: 0 }
+
+/** A unit the store kept as sold or held, with its item's place and definition (as in CheckoutRequest). */
+export type KeptUnit = { itemId: number; ix: number; stock: number; perUser: number; unit: number; userId: string; code: string; at: number }
+
 export type InitArgs = {
   mode: "empty" | "rebuild"
   settings: string
-  uniform: string
-  items: string
+  /** Each item's stock, 32-bit big-endian at its ix: the avail key as an untouched part keeps it. */
+  avail: Buffer
+  /** The part's units in all. */
+  units: number
   split: string
   counters: [number, number, number, number]
-  sold: { itemId: number; unit: number; userId: string; code: string; at: number }[]
-  holds: { itemId: number; unit: number; userId: string; code: string; at: number }[]
+  sold: KeptUnit[]
+  holds: KeptUnit[]
   /** A shard of a split sale: its users' values (lua/shard_slot.lua). */
   users?: Map<string, string>
 }
@@ -78,7 +96,7 @@ export function registerScripts(redis: RedisClient) {
   return {
     async checkout(keys: string[], now: string, saleId: number, requests: CheckoutRequest[]): Promise<Batch<CheckoutDecided> | Undecided> {
       const args: (string | number)[] = [now, saleId]
-      for (const r of requests) args.push(r.itemId, r.userId, r.code)
+      for (const r of requests) args.push(r.itemId, r.ix, r.stock, r.perUser, r.userId, r.code)
       const reply: any[] = await raw.checkout(keys, args)
       const not = undecided(reply)
       if (not) return not
@@ -100,19 +118,19 @@ export function registerScripts(redis: RedisClient) {
     },
     release: (keys: string[], now: string): Promise<number> => raw.release(keys, [now]).then(Number),
     initSale(keys: string[], now: string, saleId: number, init: InitArgs): Promise<1 | 0 | -1> {
-      const args: (string | number)[] = [now, saleId, init.mode, init.settings, init.uniform, init.items, init.split, ...init.counters]
-      args.push(init.sold.length)
-      for (const s of init.sold) args.push(s.itemId, s.unit, s.userId, s.code, s.at)
-      args.push(init.holds.length)
-      for (const h of init.holds) args.push(h.itemId, h.unit, h.userId, h.code, h.at)
+      const args: (string | number | Buffer)[] = [now, saleId, init.mode, init.settings, init.avail, init.units, init.split, ...init.counters]
+      for (const kept of [init.sold, init.holds]) {
+        args.push(kept.length)
+        for (const k of kept) args.push(k.itemId, k.ix, k.stock, k.perUser, k.unit, k.userId, k.code, k.at)
+      }
       if (init.users) {
         args.push(init.users.size)
         for (const [user, value] of init.users) args.push(user, value)
       }
       return raw.initSale(keys, args).then(Number) as Promise<1 | 0 | -1>
     },
-    async settings(keys: string[], now: string, saleId: number, mode: "restrict" | "apply", settings: string, stocks: string): Promise<{ kind: "done" | "older"; now: number } | { kind: "inUse"; itemId: number; unit: number } | { kind: "notReady" }> {
-      const r: any[] = await raw.settings(keys, [now, saleId, mode, settings, stocks])
+    async settings(keys: string[], now: string, saleId: number, mode: "restrict" | "apply", settings: string, items: string, units: number): Promise<{ kind: "done" | "older"; now: number } | { kind: "inUse"; itemId: number; unit: number } | { kind: "notReady" }> {
+      const r: any[] = await raw.settings(keys, [now, saleId, mode, settings, items, units])
       const head = Number(r[0])
       if (head === control.notReady) return { kind: "notReady" }
       if (head === -20) return { kind: "inUse", itemId: Number(r[1]), unit: Number(r[2]) }
@@ -120,7 +138,7 @@ export function registerScripts(redis: RedisClient) {
     },
     async shardHold(keys: string[], now: string, saleId: number, requests: HoldRequest[]): Promise<Batch<HoldStep> | Undecided> {
       const args: (string | number)[] = [now, saleId]
-      for (const r of requests) args.push(r.itemId, r.userId, r.code, r.others, r.wait ? "wait" : "no-wait")
+      for (const r of requests) args.push(r.itemId, r.ix, r.stock, r.perUser, r.userId, r.code, r.others, r.wait ? "wait" : "no-wait")
       const reply: any[] = await raw.shardHold(keys, args)
       const not = undecided(reply)
       if (not) return not

@@ -53,8 +53,11 @@ export type LiveSales = {
    * Returns the time it took effect, or refuses a stock below a unit sold or held.
    */
   restrict(sale: Sale, change: SaleChange): Promise<{ now: number } | Refusal>
-  /** Applies a sale's definition as kept, with its revision (an older one than the live state's is ignored). */
-  apply(sale: Sale): Promise<void>
+  /**
+   * Applies a sale's definition as kept, with its revision (an older one than the live state's is ignored).
+   * `changed`: the items whose stock the change named; every item's when omitted.
+   */
+  apply(sale: Sale, changed?: number[]): Promise<void>
   /** The live counts of a sale the live state has, or undefined. */
   counts(sale: Sale): Promise<SaleCounts | undefined>
   /** Units available per item of a live sale (by position), or undefined. */
@@ -133,6 +136,7 @@ export function createOperator(store: SalesStore, live: LiveSales, defaults: { u
   async function changeSale(sale: Sale, change: SaleChange, action: Action, now: number): Promise<Sale> {
     return live.exclusive(sale, async () => {
       const restricted = await live.restrict(sale, change)
+      const changed = change.stocks?.map((s) => s.id) ?? []
       if (restricted instanceof Refusal) throw restricted
       if (change.endedAt !== undefined) change.endedAt = restricted.now
       let kept: Awaited<ReturnType<SalesStore["change"]>>
@@ -140,14 +144,14 @@ export function createOperator(store: SalesStore, live: LiveSales, defaults: { u
         kept = await store.change(sale, change, { ...action, at: restricted.now ?? now })
       } catch (error) {
         // Not kept: the live state goes back to what is kept.
-        await live.apply(sale).catch(() => {})
+        await live.apply(sale, changed).catch(() => {})
         throw error
       }
       if ("overlaps" in kept) {
-        await live.apply(sale).catch(() => {})
+        await live.apply(sale, changed).catch(() => {})
         throw overlapRefusal(kept.overlaps)
       }
-      await live.apply(kept.sale)
+      await live.apply(kept.sale, changed)
       await live.reload()
       return kept.sale
     })
