@@ -13,7 +13,7 @@ import { normalisedUrl, oversized, pathOf, requestLimits } from "./edge"
 import { storefront } from "./items"
 import { requestParams, type Params } from "./params"
 import { admission, samePeer, type Limits, type Peer } from "./ratelimit"
-import { codeOf, fail, iso, json } from "./respond"
+import { codeOf, fail, iso, json, refuse } from "./respond"
 import { allowOf, endpointOf, routeOf, routes, type Endpoint, type Method, type Route, type RouteKey } from "./routes"
 import { statusBody } from "./status"
 
@@ -81,7 +81,7 @@ export function createApp({ engine, config, log = console.error, metrics = proce
       const result = await engine.checkout(params.user_id, itemId)
       count("checkout", result.ok ? (result.repeated ? "repeated" : "reserved") : result.error, request)
       if (result.ok) return { message: "success" as const, code: result.code, sale_id: result.saleId, item: result.item, expires_at: iso(result.expiresAt) }
-      if (result.error !== "no_active_sale") return fail(result.error)
+      if (result.error !== "no_active_sale") return refuse(result.error)
       // No sale is open: say which opens next, and when to come back.
       const next = result.next
       if (!next) return fail("no_active_sale", "No sale is open now, and none is planned.", undefined, { next_sale: null })
@@ -95,7 +95,7 @@ export function createApp({ engine, config, log = console.error, metrics = proce
       if (refused) return count("purchase", "rate_limited", request), refused
       const result = await engine.purchase(params.code)
       count("purchase", result.ok ? "purchased" : result.error, request)
-      if (!result.ok) return fail(result.error)
+      if (!result.ok) return refuse(result.error)
       return { message: "success" as const, sale_id: result.saleId, user_id: result.userId, item: result.item, purchased_at: iso(result.purchasedAt) }
     },
     "GET /status": async ({ request }) => {

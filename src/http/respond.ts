@@ -17,4 +17,9 @@ export function fail(code: ErrorCode, message?: string, headers?: Record<string,
   return response
 }
 
+/** A decision's refusal, with its default message: the hot path's answer, counted by its caller (no lookup kept). */
+export function refuse(code: ErrorCode): Response {
+  return new Response(defaultBodies[code], { status: codeToStatus[code], headers: json })
+}
+
 export { iso } from "../sale/clock"
