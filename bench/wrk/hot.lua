@@ -6,6 +6,8 @@ local found, c = pcall(require, "common")
 if not found then
   io.stderr:write("cannot load common.lua from " .. here .. " (set WRK_LIB to bench/wrk): " .. tostring(c) .. "\n")
   os.exit(2)
+end
+
 -- The hot item: one product with 10,000 units (CATALOG_FILE) and 100,000 users who all want it. Each request
 -- is a random user's checkout of item 1, or the purchase of a code this thread got; sold out, the rest refused.
 local users = tonumber(os.getenv("USERS") or "100000")
