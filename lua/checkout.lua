@@ -7,12 +7,13 @@
   KEYS[1..8] the sale's keys, as listed in prelude.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the keys belong to
-  ARGV[3..] one group of six per request: item_id (as requested), the item's place among the sale's items
-            (ix; -1 for an item the sale does not have), its stock and per_user (taken for an item not
-            touched yet: see prelude.lua), user_id, code (fresh and random, used only if a new hold is granted)
+  ARGV[3] specs       'named': each request names its item's definition; 'alike': the sale's items are alike
+                      (the state has their definition), so requests name none (the spec '')
+  ARGV[4..] one group per request: item_id (as requested), with 'named' its definition (spec: see prelude.lua),
+            user_id, code (fresh and random, used only if a new hold is granted)
 
-  Returns {0, now_ms, journal_entry_id, then per request: status, code, expires_ms, unit}; status (the
-  numbers of src/sale/outcomes.ts), the first that applies:
+  Returns {0, now_ms, journal_entry_id, then per request: status, and for a status of 0 or 1 its code,
+  expires_ms and unit}; status (the numbers of src/sale/outcomes.ts), the first that applies:
     -1 unknown_item    the sale has no such item
      1 repeated        this user holds a live unit of this item: its code, expiry and unit
     -2 sold_out        every unit of the sale is sold
@@ -28,7 +29,9 @@
   (its format: src/redis/journal.ts).
 ]]
 local now = clock(ARGV[1])
-local firstRequest = 3
+local firstRequest = 4
+local named = ARGV[3] == 'named'
+local group = named and 4 or 3
 local st, undecided = openSale(now)
 if not st then return undecided end
 local nowText = ms(now)
@@ -36,11 +39,12 @@ local expires = now + st.hold
 local expiresText = ms(expires)
 local out, journal, accepted, rejected, granted = {0, now, ''}, {}, 0, 0, 0
 
-for i = firstRequest, #ARGV, 6 do
-  local itemText, ix, user, newCode = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 4], ARGV[i + 5]
+for i = firstRequest, #ARGV, group do
+  local itemText, spec, user, newCode = ARGV[i], '', ARGV[i + 1], ARGV[i + 2]
+  if named then spec, user, newCode = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] end
   local item = tonumber(itemText)
   local status, code, expiry, unit = 0, '', '', 0
-  local record, stock, sold, held, count, live = itemAndHolding(item, ix, tonumber(ARGV[i + 2]), user)
+  local record, stock, sold, held, count, live = itemAndHolding(st, item, spec, user)
   if not stock then
     status = -1 -- unknown_item
   elseif live ~= '' then
@@ -55,13 +59,15 @@ for i = firstRequest, #ARGV, 6 do
   elseif sold + held >= stock then
     status = -4 -- item_reserved
   else
-    local it = getItem(item, record or nil, ix, stock, tonumber(ARGV[i + 3]))
+    local it = getItem(item, record, st, spec)
+    if not count then count = getHolding(item, user) end
     if tonumber(rcall('HGET', usersKey, user) or '0') >= st.limit or count >= it.per then
       status = -5 -- user_limit
     else
       unit = takeUnit(item, it)
       code, expiry = newCode, expiresText
       it.held = it.held + 1
+      it.last = user
       putItem(item, it)
       putHolding(item, user, count + 1, code)
       putCode(code, 'h', item, unit, expires, user)
@@ -73,9 +79,11 @@ for i = firstRequest, #ARGV, 6 do
   if status >= 0 then accepted = accepted + 1 else rejected = rejected + 1 end
   journal[#journal + 1] = itemText .. ' ' .. user .. ' ' .. status .. ' ' .. code .. ' ' .. expiry .. ' ' .. (unit > 0 and unit or '')
   out[#out + 1] = status
-  out[#out + 1] = code
-  out[#out + 1] = tonumber(expiry) or 0
-  out[#out + 1] = unit
+  if status >= 0 then
+    out[#out + 1] = code
+    out[#out + 1] = tonumber(expiry)
+    out[#out + 1] = unit
+  end
 end
 
 out[3] = rcall('XADD', logKey, '*', 'e', 'c', 't', nowText, 'd', table.concat(journal, '\n'))
@@ -83,6 +91,7 @@ if accepted > 0 then rcall('HINCRBY', stateKey, 'c_ok', accepted) end
 if rejected > 0 then rcall('HINCRBY', stateKey, 'c_rej', rejected) end
 if granted > 0 then
   rcall('HINCRBY', stateKey, 'held', granted)
-  if st.nextExp == 0 then rcall('HSET', stateKey, 'next_exp', expiresText) end
+  -- A lower bound still: a shortened hold time makes a new hold expire before older ones.
+  if st.nextExp == 0 or expires < st.nextExp then rcall('HSET', stateKey, 'next_exp', expiresText) end
 end
 return out

@@ -14,13 +14,14 @@
   ARGV[4]  settings   "starts|closes|paused|limit|hold|rev" (ms, ms, 0/1, units per user, ms, revision)
   ARGV[5]  avail      what is available of each of the part's items, as the avail key keeps it (prelude.lua):
                       each item's stock, a 32-bit big-endian number at its ix, built by the server
-  ARGV[6]  units      the part's units in all (the sum of those stocks)
+  ARGV[6]  units      the part's units in all (the sum of those stocks), then "|n|stock|per_user" for a sale
+                      whose items are alike (ids 1..n: requests name them with the spec ''), else "|0|0|0"
   ARGV[7]  split      "shards|shard": 1|0 for a whole sale; a shard counts its users from the section below
   ARGV[8..11] counters: checkouts_ok, checkouts_rejected, purchases_ok, purchases_rejected
-  ARGV[12] P, the number of units sold, followed by P groups of item_id, ix, stock, per_user, unit, user_id, code,
-           purchased_ms (the item's definition, for its record)
-  then     H, the number of live holds (by expiry), followed by H groups of item_id, ix, stock, per_user, unit,
-           user_id, code, expires_ms
+  ARGV[12] P, the number of units sold, followed by P groups of item_id, spec (its definition, for its record:
+           prelude.lua), unit, user_id, code, purchased_ms
+  then     H, the number of live holds (by expiry), followed by H groups of item_id, spec, unit, user_id, code,
+           expires_ms
   then     (a shard of a split sale) U, the number of users, followed by U pairs of user_id, the users hash's value
 
   Item records are made only for the items the snapshot names, so an empty part costs the same whatever its
@@ -37,10 +38,11 @@ local now = clock(ARGV[1])
 local starts, closes, paused, limit, hold, rev = string.match(ARGV[4], '^(%d+)|(%d+)|(%d)|(%d+)|(%d+)|(%d+)$')
 if mode == 'empty' and now >= tonumber(starts) then return -1 end
 local shards, shard = string.match(ARGV[7], '^(%d+)|(%d+)$')
-shards, shard = tonumber(shards), tonumber(shard)
+local units, n, dstock, dper = string.match(ARGV[6], '^(%d+)|(%d+)|(%d+)|(%d+)$')
+shards, shard, n, dstock, dper = tonumber(shards), tonumber(shard), tonumber(n), tonumber(dstock), tonumber(dper)
 -- Everything of an earlier life of this part goes, the stats of an earlier layout included; the journal stays.
 rcall('DEL', itemsKey, codesKey, usersKey, expKey, stateKey, freeKey, availKey)
-local st = {shards = shards, shard = shard, split = shards > 1}
+local st = {shards = shards, shard = shard, split = shards > 1, n = n, dstock = dstock, dper = dper}
 rcall('SET', availKey, ARGV[5])
 
 -- What the store kept: units sold, then the live holds.
@@ -62,13 +64,13 @@ end
 -- The item of the group at ARGV[j + 1]: its record so far, or a new one from the definition the group names.
 local function itemAt(j)
   local item = tonumber(ARGV[j + 1])
-  return item, touched[item] or getItem(item, nil, tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4]))
+  return item, touched[item] or getItem(item, nil, st, ARGV[j + 2])
 end
 local i = 12
 local sold, held, nextExp = 0, 0, 0
 for _ = 1, tonumber(ARGV[i]) do
   local item, it = itemAt(i)
-  local unit, user, code, at = tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  local unit, user, code, at = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   if it and use(item, unit) then
     touched[item] = it
     it.sold = it.sold + 1
@@ -76,21 +78,22 @@ for _ = 1, tonumber(ARGV[i]) do
     countHolding(item, user, nil)
     sold = sold + 1
   end
-  i = i + 8
+  i = i + 6
 end
 i = i + 1
 local latest = {}
 for g = 1, tonumber(ARGV[i]) do
-  local j = i + (g - 1) * 8
-  latest[ARGV[j + 1] .. ':' .. ARGV[j + 5]] = g
+  local j = i + (g - 1) * 6
+  latest[ARGV[j + 1] .. ':' .. ARGV[j + 3]] = g
 end
 for g = 1, tonumber(ARGV[i]) do
-  local j = i + (g - 1) * 8
+  local j = i + (g - 1) * 6
   local item, it = itemAt(j)
-  local unit, user, code, expires = tonumber(ARGV[j + 5]), ARGV[j + 6], ARGV[j + 7], tonumber(ARGV[j + 8])
-  if it and latest[ARGV[j + 1] .. ':' .. ARGV[j + 5]] == g and use(item, unit) then
+  local unit, user, code, expires = tonumber(ARGV[j + 3]), ARGV[j + 4], ARGV[j + 5], tonumber(ARGV[j + 6])
+  if it and latest[ARGV[j + 1] .. ':' .. ARGV[j + 3]] == g and use(item, unit) then
     touched[item] = it
     it.held = it.held + 1
+    it.last = user
     putCode(code, 'h', item, unit, expires, user)
     rcall('ZADD', expKey, expires, code)
     countHolding(item, user, code)
@@ -98,7 +101,7 @@ for g = 1, tonumber(ARGV[i]) do
     if nextExp == 0 or expires < nextExp then nextExp = expires end
   end
 end
-i = i + 1 + tonumber(ARGV[i]) * 8
+i = i + 1 + tonumber(ARGV[i]) * 6
 
 -- Units below the highest one in use that are not in use are free again.
 for item, it in pairs(touched) do
@@ -118,6 +121,6 @@ if st.split then
 end
 -- Written last: the state hash, with the layout version, is what marks the part as initialised.
 rcall('HSET', stateKey, 'starts', starts, 'closes', closes, 'paused', paused, 'limit', limit, 'hold', hold, 'rev', rev,
-  'shards', shards, 'shard', shard, 'sold', sold, 'held', held, 'units', ARGV[6], 'c_ok', ARGV[8], 'c_rej', ARGV[9], 'p_ok', ARGV[10], 'p_rej', ARGV[11],
+  'shards', shards, 'shard', shard, 'n', n, 'dstock', dstock, 'dper', dper, 'sold', sold, 'held', held, 'units', units, 'c_ok', ARGV[8], 'c_rej', ARGV[9], 'p_ok', ARGV[10], 'p_rej', ARGV[11],
   'next_exp', ms(nextExp), 'v', layout)
 return 1

@@ -7,7 +7,7 @@
   then the script's own arguments.
 
   Keys of one part:
-    KEYS[1] items  hash   <item id>          -> item record  "stock|per_user|sold|held|next|ix", made when
+    KEYS[1] items  hash   <item id>          -> item record  "stock|per_user|sold|held|next|ix|last", made when
                                                 the item is first touched
                           <item id>|<user>   -> holding      "count|code"
     KEYS[2] codes  hash   code -> code record "h|item|unit|expires_ms|user" (held), "t|..." (held tentatively,
@@ -22,14 +22,19 @@
                           (its place among the part's items): what /items reads, whole, once a second
 
   An item record counts its units: `sold`, `held` (live and tentative holds), `next` (the lowest unit never
-  handed out: units below it that are not in use are in `free`). A hold takes the lowest free unit. A sale's
-  items are the server's (it keeps every sale's definition): a request names its item's place among the
-  part's items (ix, -1 for an item the sale does not have), stock and per-user limit, and the record made
-  when the item is first touched takes them from there. So a part of 100,000 items is initialised in one
-  step of constant cost, and only the items someone touched have a record. Once made, the record is the
+  handed out: units below it that are not in use are in `free`). A hold takes the lowest free unit. `last` is
+  the user of the latest hold granted, while that hold lives ('' once it ended): with `held` 1 and `last` set,
+  the one live hold is theirs, so a refusal of an item of one unit (the common case) never reads a holding. A sale's
+  items are the server's (it keeps every sale's definition), and a part holds a record only for the items
+  someone touched: a request names its item's definition (below), from which the record is made on first
+  touch. So a part of 100,000 items is initialised in one step of constant cost. Once made, the record is the
   truth: an operator's change of a stock writes it (lua/settings.lua) before any request could name another.
   A holding counts one user's purchases plus live holds of one item, and names their live hold's code:
   a user holds at most one unit of an item at a time (checking it out again returns the same code).
+
+  An item's definition, as a request names it (`spec`): "ix|stock|per_user", its place among the part's items
+  (the avail key's index), its stock and per-user limit; '' for a sale whose items are alike (ids 1..n, all of
+  the stock and per_user the state names: the recurring sale), '-' for an item the sale does not have.
 
   state fields:
     starts, closes      ms: checkouts are taken from starts until closes (the end, or an operator's end)
@@ -37,6 +42,7 @@
     limit, hold         purchases plus live holds per user; ms a hold lives
     rev                 revision of the settings (src/sale/sales.ts): an older one is never applied
     shards, shard       a shard of a split sale: how many, and which (its items are those at ix * shards + shard)
+    n, dstock, dper     a sale whose items are alike: ids 1..n, each of dstock units and dper per user (else 0)
     sold, held, units   units sold, units held (not tentative ones), units in all
     c_ok, c_rej, p_ok, p_rej   decisions counted
     next_exp            a lower bound on the earliest expiry (0: no holds), so most calls skip the sweep
@@ -56,31 +62,44 @@ end
 local function ms(n) return string.format('%.0f', n) end
 
 -- The part's settings and counters, read once per call; nil if the part is not initialised (or an earlier layout).
-local stateFields = {'starts', 'closes', 'paused', 'limit', 'hold', 'shards', 'shard', 'sold', 'held', 'units', 'next_exp', 'v'}
+local stateFields = {'starts', 'closes', 'paused', 'limit', 'hold', 'shards', 'shard', 'sold', 'held', 'units', 'next_exp', 'n', 'dstock', 'dper', 'v'}
 local function readState()
   local s = rcall('HMGET', stateKey, unpack(stateFields))
-  if s[12] ~= layout then return nil end
+  if s[15] ~= layout then return nil end
   return {
     starts = tonumber(s[1]), closes = tonumber(s[2]), paused = s[3] == '1', limit = tonumber(s[4]), hold = tonumber(s[5]),
     shards = tonumber(s[6]), shard = tonumber(s[7]), sold = tonumber(s[8]), held = tonumber(s[9]), units = tonumber(s[10]),
-    nextExp = tonumber(s[11]), split = tonumber(s[6]) > 1,
+    nextExp = tonumber(s[11]), n = tonumber(s[12]), dstock = tonumber(s[13]), dper = tonumber(s[14]), split = tonumber(s[6]) > 1,
   }
 end
 
--- Item records: the record (`v`, if already read), or, for an item not touched yet, a new one from its
--- definition as the request names it (ix, stock, per_user; ix < 0: the sale has no such item); nil if neither.
-local function getItem(id, v, ix, stock, per)
-  v = v or rcall('HGET', itemsKey, id)
-  if v then
-    local stock, per, sold, held, nxt, ix = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$')
-    return {stock = tonumber(stock), per = tonumber(per), sold = tonumber(sold), held = tonumber(held), next = tonumber(nxt), ix = tonumber(ix)}
+-- An item's definition from a request's spec (above): ix, stock, per_user; nil for an item the sale does not have.
+local function definition(st, id, spec)
+  if spec == '' then
+    if id >= 1 and id <= st.n then return math.floor((id - 1) / st.shards), st.dstock, st.dper end
+    return nil
   end
-  if ix and ix >= 0 then return {stock = stock, per = per, sold = 0, held = 0, next = 1, ix = ix} end
+  local ix, stock, per = string.match(spec, '^(%d+)|(%d+)|(%d+)$')
+  if not ix then return nil end
+  return tonumber(ix), tonumber(stock), tonumber(per)
+end
+
+-- Item records: the record (`v`, if already read: false if there is none), or, given the request's spec, a new
+-- one for an item not touched yet; nil for an item the sale does not have.
+local function getItem(id, v, st, spec)
+  if v == nil then v = rcall('HGET', itemsKey, id) end
+  if v then
+    local stock, per, sold, held, nxt, ix, last = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(.*)$')
+    return {stock = tonumber(stock), per = tonumber(per), sold = tonumber(sold), held = tonumber(held), next = tonumber(nxt), ix = tonumber(ix), last = last}
+  end
+  if not spec then return nil end
+  local ix, stock, per = definition(st, id, spec)
+  if ix then return {stock = stock, per = per, sold = 0, held = 0, next = 1, ix = ix, last = ''} end
   return nil
 end
 
 local function putItem(id, it)
-  rcall('HSET', itemsKey, id, it.stock .. '|' .. it.per .. '|' .. it.sold .. '|' .. it.held .. '|' .. it.next .. '|' .. it.ix)
+  rcall('HSET', itemsKey, id, it.stock .. '|' .. it.per .. '|' .. it.sold .. '|' .. it.held .. '|' .. it.next .. '|' .. it.ix .. '|' .. it.last)
   rcall('BITFIELD', availKey, 'SET', 'u32', '#' .. it.ix, math.max(0, it.stock - it.sold - it.held))
 end
 
@@ -139,6 +158,7 @@ local function endHold(st, code, kind, item, unit, expires, user)
   local it = getItem(item)
   if it then
     it.held = it.held - 1
+    if it.last == user then it.last = '' end
     if unit <= it.stock then returnUnit(item, unit) end
     putItem(item, it)
   end
@@ -188,21 +208,23 @@ local function slotsOf(value, code, now)
   return n, listed, kept, expired
 end
 
--- An item's record and one user's holding of it, in one read (a checkout needs both): the record (false if
--- not made yet), stock, sold, held (nil for an item the sale does not have: ix < 0), the units the user has of
--- it, and their live hold's code. `stock`: the item's as the request names it, for an item not touched yet.
-local function itemAndHolding(id, ix, stock, user)
-  local v = rcall('HMGET', itemsKey, id, id .. '|' .. user)
-  local record, sold, held = v[1], 0, 0
-  if record then
-    stock, sold, held = string.match(record, '^(%d+)|%d+|(%d+)|(%d+)|')
-    stock, sold, held = tonumber(stock), tonumber(sold), tonumber(held)
-  elseif ix < 0 then
-    return nil
+-- What a checkout needs of an item and of one user's holding of it: the record (false if not made yet),
+-- stock, sold, held (nil for an item the sale does not have), the units the user has of it (nil if not read)
+-- and their live hold's code ('' if none). The holding is read only if the user may have a live hold: not
+-- when nothing is held, nor when the one live hold is another user's. `spec`: the item's definition as the
+-- request names it, for an item not touched yet.
+local function itemAndHolding(st, id, spec, user)
+  local record = rcall('HGET', itemsKey, id)
+  if not record then
+    local ix, stock = definition(st, id, spec)
+    if not ix then return nil end
+    return false, stock, 0, 0, 0, ''
   end
-  local count, live = 0, ''
-  if v[2] then count, live = getHolding(id, user, v[2]) end
-  return record or false, stock, sold, held, count, live
+  local stock, sold, held, last = string.match(record, '^(%d+)|%d+|(%d+)|(%d+)|%d+|%d+|(.*)$')
+  stock, sold, held = tonumber(stock), tonumber(sold), tonumber(held)
+  if held == 0 or (held == 1 and last ~= '' and last ~= user) then return record, stock, sold, held, nil, '' end
+  local count, live = getHolding(id, user)
+  return record, stock, sold, held, count, live
 end
 
 -- The opening of a checkout call: the part must be initialised and open at `now`; then it sweeps.

@@ -51,6 +51,7 @@ for i = firstCode, #ARGV do
     rcall('ZREM', expKey, code)
     local it = getItem(item)
     it.held = it.held - 1
+    if it.last == user then it.last = '' end
     it.sold = it.sold + 1
     putItem(item, it)
     local count, live = getHolding(item, user)

@@ -35,7 +35,7 @@ if mode == 'apply' and tonumber(rev) < tonumber(current[1]) then return {1, ms(n
 local changes, clamped, named = {}, 0, {}
 for id, stock, per, ix in string.gmatch(ARGV[5], '(%d+):(%d+):(%d+):(%d+)') do
   local item, wanted = tonumber(id), tonumber(stock)
-  local it = getItem(item, nil, tonumber(ix), wanted, tonumber(per))
+  local it = getItem(item, nil, st, ix .. '|' .. wanted .. '|' .. per)
   local floor = highestInUse(item, it)
   if wanted < floor then
     if mode == 'restrict' then return {-20, item, floor} end

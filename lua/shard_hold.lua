@@ -8,7 +8,7 @@
   KEYS[1..8] the shard's keys, as listed in prelude.lua
   ARGV[1] now_ms      Unix ms to decide at; '' uses Redis TIME (production)
   ARGV[2] sale_id     the sale the keys belong to
-  ARGV[3..] one group of eight per request: item_id, its ix, stock and per_user (as in checkout.lua), user_id,
+  ARGV[3..] one group of six per request: item_id, its definition (spec: see prelude.lua), user_id,
             code (fresh, used only for a new hold), then
             what the server knows of the other shards: 'unknown', 'sold-out' (every other shard is) or 'selling'
             (some other shard is not: it asked them), then 'wait' for this user's own tentative hold of the item
@@ -29,10 +29,10 @@ if not st then return undecided end
 local nowText, expiresText = ms(now), ms(now + st.hold)
 local out, journal, accepted, rejected, tentative = {0, now, ''}, {}, 0, 0, 0
 
-for i = firstRequest, #ARGV, 8 do
-  local item, ix, user, newCode, others, wait = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+for i = firstRequest, #ARGV, 6 do
+  local item, user, newCode, others, wait = tonumber(ARGV[i]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local status, code, expiry, unit = 0, '', '', 0
-  local it = getItem(item, nil, ix, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+  local it = getItem(item, nil, st, ARGV[i + 1])
   local count, live = 0, ''
   if it then count, live = getHolding(item, user) end
   local liveKind, _, liveUnit, liveUntil = nil, nil, nil, nil
@@ -60,6 +60,7 @@ for i = firstRequest, #ARGV, 8 do
     status, code, expiry = 2, newCode, expiresText -- tentative
     unit = takeUnit(item, it)
     it.held = it.held + 1
+    it.last = user
     putItem(item, it)
     putHolding(item, user, count + 1, code)
     putCode(code, 't', item, unit, now + st.hold, user)
@@ -79,5 +80,6 @@ end
 if #journal > 0 then out[3] = rcall('XADD', logKey, '*', 'e', 'c', 't', nowText, 'd', table.concat(journal, '\n')) end
 if accepted > 0 then rcall('HINCRBY', stateKey, 'c_ok', accepted) end
 if rejected > 0 then rcall('HINCRBY', stateKey, 'c_rej', rejected) end
-if tentative > 0 and st.nextExp == 0 then rcall('HSET', stateKey, 'next_exp', expiresText) end
+-- A lower bound still: a shortened hold time makes a new hold expire before older ones.
+if tentative > 0 and (st.nextExp == 0 or now + st.hold < st.nextExp) then rcall('HSET', stateKey, 'next_exp', expiresText) end
 return out

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test"
 import type Redis from "ioredis"
 import { isolated } from "./support/services"
-import { definitionOf, registerScripts, type Scripts } from "../src/redis/scripts"
+import { registerScripts, specOf, type Scripts } from "../src/redis/scripts"
 import { layoutVersion, saleKeys, statsKey } from "../src/redis/keys"
 import { recordsOf } from "../src/redis/journal"
 import { initArgs } from "../src/redis/lifecycle"
@@ -38,7 +38,7 @@ const init = (definition = uniform(), mode: "empty" | "rebuild" = "rebuild", sna
   defined = definition
   return scripts.initSale(saleKeys(definition.id), String(at), definition.id, initArgs(definition, 1, 0, mode, snapshot))
 }
-const request = (userId: string, itemId: number, code: string) => ({ itemId, ...definitionOf(defined.items, itemId, 1), userId, code })
+const request = (userId: string, itemId: number, code: string) => ({ itemId, spec: specOf(defined.items, itemId, 1), userId, code })
 
 /** One checkout alone: [status, code, expiry, unit], or the reply when the call decided nothing. */
 const checkout = async (user: string, item: number, code = `${sale}.${user}-${item}`, at = t0) => {
@@ -100,6 +100,31 @@ describe("checkout.lua", () => {
     await purchase(`${sale}.a`)
     expect((await checkout("bob", 1) as number[])[0]).toBe(-3)
     expect((await checkout("ann", 1) as number[])[0]).toBe(-3)
+  })
+
+  test("a repeat is found whichever of an item's holds ended last: bought, expired, or the latest one", async () => {
+    // Item 7: 3 units, 2 per user. The record remembers the latest holder only while that hold lives.
+    await init(listed())
+    await checkout("ann", 7, "a")
+    await checkout("bob", 7, "b", t0 + 10)
+    expect(await purchase("b")).toEqual([0, 7, "bob", 2])
+    expect(await checkout("ann", 7, "x")).toEqual([1, "a", t0 + hold, 1])
+    await checkout("cat", 7, "c", t0 + 20)
+    await scripts.release(keys, String(t0 + hold))
+    expect(await checkout("cat", 7, "y", t0 + hold)).toEqual([1, "c", t0 + 20 + hold, 3])
+    expect((await checkout("dan", 7, "d", t0 + hold) as (string | number)[]).slice(0, 2)).toEqual([0, "d"])
+    expect(await checkout("dan", 7, "z", t0 + hold)).toEqual([1, "d", t0 + 2 * hold, 1])
+  })
+
+  test("a hold time shortened mid-sale: a new hold expiring before older ones is released on time, and the older one is still found", async () => {
+    await init(listed())
+    await checkout("ann", 7, "a")
+    const shorter = listed({ holdMs: 1000, rev: 2 })
+    await scripts.settings(keys, String(t0), sale, "apply", `${shorter.startsAt}|${shorter.endsAt}|0|${shorter.userLimit}|1000|2`, "", shorter.items.units)
+    await checkout("cat", 7, "c", t0 + 20)
+    expect(await scripts.release(keys, String(t0 + 1020))).toBe(1)
+    expect(await status(t0 + 1020)).toMatchObject({ held: 1 })
+    expect(await checkout("ann", 7, "x", t0 + 1020)).toEqual([1, "a", t0 + hold, 1])
   })
 
   test("units: each hold takes the lowest free unit; reserved once every unsold unit is held, sold once every unit is", async () => {
@@ -286,9 +311,9 @@ describe("init_sale.lua", () => {
     const avail = (await redis.getBuffer(keys[7]!))!
     expect([avail.length, avail.readUInt32BE(0), avail.readUInt32BE(4), avail.readUInt32BE(4 * 4999)]).toEqual([4 * 5000, 1, 2, 2])
     expect(await checkout("ann", 5000, "a")).toEqual([0, "a", t0 + hold, 1])
-    expect(await redis.hget(keys[0]!, "5000")).toBe("2|1|0|1|2|4999")
+    expect(await redis.hget(keys[0]!, "5000")).toBe("2|1|0|1|2|4999|ann")
     // A request naming another definition (an instance that has not read a change yet) is decided by the record.
-    const stale = await scripts.checkout(keys, String(t0), sale, [{ itemId: 5000, ix: 4999, stock: 9, perUser: 1, userId: "bob", code: "b" }, { itemId: 5000, ix: 4999, stock: 9, perUser: 1, userId: "cat", code: "c" }])
+    const stale = await scripts.checkout(keys, String(t0), sale, [{ itemId: 5000, spec: "4999|9|1", userId: "bob", code: "b" }, { itemId: 5000, spec: "4999|9|1", userId: "cat", code: "c" }])
     expect(stale.kind === "decided" && stale.results.map((r) => r.outcome)).toEqual(["reserved", "item_reserved"])
   })
 
@@ -404,7 +429,7 @@ describe("a sale split into shards (shard_*.lua)", () => {
   const initShard = (k: number, users = new Map<string, string>()) => scripts.initSale(saleKeys(`${sale}:${k}`), String(t0), sale, initArgs(uniform(), 2, k, "rebuild", emptySnapshot(), emptySnapshot(), users))
   /** Step 1 of one checkout: [status, code, expiry], or the reply when the call decided nothing. */
   const take = async (user: string, item: number, code: string, { others = "unknown" as "unknown" | "sold-out" | "selling", wait = true } = {}, at = t0, shardKeys = item0) => {
-    const reply = await scripts.shardHold(shardKeys, String(at), sale, [{ itemId: item, ...definitionOf(uniform().items, item, 2), userId: user, code, others, wait }])
+    const reply = await scripts.shardHold(shardKeys, String(at), sale, [{ itemId: item, spec: specOf(uniform().items, item, 2), userId: user, code, others, wait }])
     if (reply.kind !== "decided") return reply
     const r = reply.results[0]!
     return [r.status, r.code, r.expiresAt]

@@ -24,7 +24,7 @@ import { eventId } from "./journal"
 import type { Kept, LedgerWriter } from "./ledger"
 import { createLifecycle } from "./lifecycle"
 import { createLive } from "./live"
-import { definitionOf, registerScripts } from "./scripts"
+import { specOf, registerScripts } from "./scripts"
 import { createShardedCheckout } from "./shards"
 
 export type RedisEngineOptions = {
@@ -132,7 +132,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
 
   const checkoutBatched = batcher<{ userId: string; itemId: number }, CheckoutResult | Promise<CheckoutResult>>(async (batch) => {
     metrics.batchSize.observe(batch.length, "checkout")
-    const decided = await inOpenSale((open) => scripts.checkout(saleKeys(open.id), sale.nowArg(), open.id, batch.map((w) => ({ itemId: w.itemId, ...definitionOf(open.items, w.itemId, 1), userId: w.userId, code: newCode(open.id) }))))
+    const decided = await inOpenSale((open) => scripts.checkout(saleKeys(open.id), sale.nowArg(), open.id, batch.map((w) => ({ itemId: w.itemId, spec: specOf(open.items, w.itemId, 1), userId: w.userId, code: newCode(open.id) }))))
     if ("none" in decided) return batch.map(() => noSale(decided.none))
     const { sale: open, reply } = decided
     const records: DecisionRecord[] = []

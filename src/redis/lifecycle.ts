@@ -14,7 +14,7 @@ import type { LedgerWriter } from "./ledger"
 import { codeAlphabet } from "../sale/codes"
 import type { Book } from "./book"
 import { itemShard, layoutVersion, logKey, partsOf, saleKeys, saleOfPart, saleRegistryKey, statsKey, userShard } from "./keys"
-import { codeRecord, definitionOf, type InitArgs, type KeptUnit, type Scripts } from "./scripts"
+import { codeRecord, specOf, type InitArgs, type KeptUnit, type Scripts } from "./scripts"
 
 export type LifecycleOptions = {
   redis: RedisClient
@@ -50,12 +50,13 @@ export function initArgs(sale: Sale, shards: number, shard: number, mode: "empty
     units += stock
   }
   const mine = (itemId: number) => shards === 1 || itemShard(items.position(itemId), shards) === shard
-  const kept = (k: SaleSnapshot["sold"][number]): KeptUnit => ({ ...k, ...definitionOf(items, k.itemId, shards) })
+  const kept = (k: SaleSnapshot["sold"][number]): KeptUnit => ({ ...k, spec: specOf(items, k.itemId, shards) })
   return {
     mode,
     settings,
     avail,
     units,
+    uniform: items.uniform ? `${items.size}|${items.uniform.stock}|${items.uniform.perUser}` : "0|0|0",
     split: `${shards}|${shard}`,
     counters: [counters.checkouts.accepted, counters.checkouts.rejected, counters.purchases.accepted, counters.purchases.rejected],
     sold: snapshot.sold.filter((s) => mine(s.itemId)).map(kept),

@@ -36,9 +36,9 @@ const undecided = (reply: any[]): Undecided | undefined => {
   return undefined
 }
 
-/** One checkout. `ix`, `stock`, `perUser`: the item's place among the part's items (-1: the sale has no such
- * item) and its definition, from which the part makes the item's record when it is first touched. */
-export type CheckoutRequest = { itemId: number; ix: number; stock: number; perUser: number; userId: string; code: string }
+/** One checkout. `spec`: the item's definition as lua/prelude.lua reads it (specOf), from which the part makes the
+ * item's record when it is first touched. */
+export type CheckoutRequest = { itemId: number; spec: string; userId: string; code: string }
 export type CheckoutDecided = { outcome: CheckoutOutcome; code: string; expiresAt: number; unit: number }
 export type Batch<T> = { kind: "decided"; now: number; entryId: string; results: T[] }
 
@@ -57,18 +57,23 @@ export type SlotRequest = { userId: string; code: string; expiresAt: number; at:
 /** What became of a hold a user shard lists (lua/shard_verify.lua, lua/shard_unslot.lua). */
 export type HoldFate = "bought" | "live" | "ended"
 
-/** An item as a script request names it: its place among its part's items (shard `position % shards` of a
- * split sale keeps every `shards`-th item), and the definition its record is made from when first touched. */
-export function definitionOf(items: SaleItems, itemId: number, shards: number): { ix: number; stock: number; perUser: number } {
+/**
+ * An item's definition as a script request names it (lua/prelude.lua): '' for a sale whose items are alike (the
+ * part's state has their definition), '-' for an item the sale does not have, else "ix|stock|per_user", where ix
+ * is its place among its part's items (shard `position % shards` of a split sale keeps every `shards`-th item).
+ */
+export function specOf(items: SaleItems, itemId: number, shards: number): string {
+  if (items.uniform) return ""
   const position = items.position(itemId)
-  if (position < 0) return noSuchItem
-  const { stock, perUser } = items.uniform ?? items.at(position)
-  return { ix: Math.floor(position / shards), stock, perUser }
+  if (position < 0) return "-"
+  let specs = specCache.get(items)
+  if (!specs || specs.shards !== shards) specCache.set(items, (specs = { shards, byPosition: [] }))
+  return (specs.byPosition[position] ??= `${Math.floor(position / shards)}|${items.at(position).stock}|${items.at(position).perUser}`)
 }
-const noSuchItem = { ix: -1, stock: 0, perUser: 0 }
+const specCache = new WeakMap<SaleItems, { shards: number; byPosition: string[] }>()
 
-/** A unit the store kept as sold or held, with its item's place and definition (as in CheckoutRequest). */
-export type KeptUnit = { itemId: number; ix: number; stock: number; perUser: number; unit: number; userId: string; code: string; at: number }
+/** A unit the store kept as sold or held, with its item's definition (as in CheckoutRequest). */
+export type KeptUnit = { itemId: number; spec: string; unit: number; userId: string; code: string; at: number }
 
 export type InitArgs = {
   mode: "empty" | "rebuild"
@@ -77,6 +82,8 @@ export type InitArgs = {
   avail: Buffer
   /** The part's units in all. */
   units: number
+  /** "n|stock|per_user" for a sale whose items are alike (ids 1..n), else "0|0|0". */
+  uniform: string
   split: string
   counters: [number, number, number, number]
   sold: KeptUnit[]
@@ -95,12 +102,21 @@ export function registerScripts(redis: RedisClient) {
   }
   return {
     async checkout(keys: string[], now: string, saleId: number, requests: CheckoutRequest[]): Promise<Batch<CheckoutDecided> | Undecided> {
-      const args: (string | number)[] = [now, saleId]
-      for (const r of requests) args.push(r.itemId, r.ix, r.stock, r.perUser, r.userId, r.code)
+      // A sale whose items are alike names no spec: one argument less per request on the hot path.
+      const alike = requests.every((r) => r.spec === "")
+      const args: (string | number)[] = [now, saleId, alike ? "alike" : "named"]
+      if (alike) for (const r of requests) args.push(r.itemId, r.userId, r.code)
+      else for (const r of requests) args.push(r.itemId, r.spec, r.userId, r.code)
       const reply: any[] = await raw.checkout(keys, args)
       const not = undecided(reply)
       if (not) return not
-      const results = requests.map((_, i): CheckoutDecided => ({ outcome: checkoutOutcome(Number(reply[3 + 4 * i])), code: String(reply[4 + 4 * i]), expiresAt: Number(reply[5 + 4 * i]), unit: Number(reply[6 + 4 * i]) }))
+      // A refusal is its status alone; a hold (new or repeated) is followed by its code, expiry and unit.
+      let at = 3
+      const results = requests.map((): CheckoutDecided => {
+        const status = Number(reply[at++])
+        if (status < 0) return { outcome: checkoutOutcome(status), code: "", expiresAt: 0, unit: 0 }
+        return { outcome: checkoutOutcome(status), code: String(reply[at++]), expiresAt: Number(reply[at++]), unit: Number(reply[at++]) }
+      })
       return { kind: "decided", now: Number(reply[1]), entryId: String(reply[2]), results }
     },
     async purchase(keys: string[], now: string, saleId: number, purchasableUntil: number, codes: string[]): Promise<Batch<PurchaseDecided> | Undecided | { kind: "unknown" }> {
@@ -118,10 +134,10 @@ export function registerScripts(redis: RedisClient) {
     },
     release: (keys: string[], now: string): Promise<number> => raw.release(keys, [now]).then(Number),
     initSale(keys: string[], now: string, saleId: number, init: InitArgs): Promise<1 | 0 | -1> {
-      const args: (string | number | Buffer)[] = [now, saleId, init.mode, init.settings, init.avail, init.units, init.split, ...init.counters]
+      const args: (string | number | Buffer)[] = [now, saleId, init.mode, init.settings, init.avail, `${init.units}|${init.uniform}`, init.split, ...init.counters]
       for (const kept of [init.sold, init.holds]) {
         args.push(kept.length)
-        for (const k of kept) args.push(k.itemId, k.ix, k.stock, k.perUser, k.unit, k.userId, k.code, k.at)
+        for (const k of kept) args.push(k.itemId, k.spec, k.unit, k.userId, k.code, k.at)
       }
       if (init.users) {
         args.push(init.users.size)
@@ -138,7 +154,7 @@ export function registerScripts(redis: RedisClient) {
     },
     async shardHold(keys: string[], now: string, saleId: number, requests: HoldRequest[]): Promise<Batch<HoldStep> | Undecided> {
       const args: (string | number)[] = [now, saleId]
-      for (const r of requests) args.push(r.itemId, r.ix, r.stock, r.perUser, r.userId, r.code, r.others, r.wait ? "wait" : "no-wait")
+      for (const r of requests) args.push(r.itemId, r.spec, r.userId, r.code, r.others, r.wait ? "wait" : "no-wait")
       const reply: any[] = await raw.shardHold(keys, args)
       const not = undecided(reply)
       if (not) return not

@@ -47,7 +47,7 @@ import { eventId } from "./journal"
 import { codeShard, itemShard, saleKeys, shardPart, statsKey, userShard } from "./keys"
 import type { LedgerWriter } from "./ledger"
 import type { Lifecycle } from "./lifecycle"
-import { definitionOf, step, unavailable, type Batch, type HoldFate, type HoldStep, type Scripts, type SlotRequest, type Undecided } from "./scripts"
+import { specOf, step, unavailable, type Batch, type HoldFate, type HoldStep, type Scripts, type SlotRequest, type Undecided } from "./scripts"
 
 /** Script calls a request may make before it is answered "try again": the steps, a rebuild, a retry. */
 const maxRounds = 4
@@ -136,7 +136,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     metrics.batchSize.observe(batch.length, "checkout")
     const part = shardPart(open.id, k, shards)
     const known = othersOf(open.id, k)
-    const requests = batch.map((w) => ({ itemId: w.itemId, ...definitionOf(open.items, w.itemId, shards), userId: w.userId, code: newCode(open.id, k), others: w.others ?? known, wait: w.wait }))
+    const requests = batch.map((w) => ({ itemId: w.itemId, spec: specOf(open.items, w.itemId, shards), userId: w.userId, code: newCode(open.id, k), others: w.others ?? known, wait: w.wait }))
     const reply = await inSale<Batch<HoldStep>>(open, () => scripts.shardHold(saleKeys(part), lifecycle.nowArg(), open.id, requests))
     if (reply.kind === "closed") {
       // Not open at the node's time: each request goes to the sale that is, if one is (its item may be on another shard there).
