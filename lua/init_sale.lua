@@ -122,5 +122,5 @@ end
 -- Written last: the state hash, with the layout version, is what marks the part as initialised.
 rcall('HSET', stateKey, 'starts', starts, 'closes', closes, 'paused', paused, 'limit', limit, 'hold', hold, 'rev', rev,
   'shards', shards, 'shard', shard, 'n', n, 'dstock', dstock, 'dper', dper, 'sold', sold, 'held', held, 'units', units, 'c_ok', ARGV[8], 'c_rej', ARGV[9], 'p_ok', ARGV[10], 'p_rej', ARGV[11],
-  'next_exp', ms(nextExp), 'v', layout)
+  'next_exp', ms(nextExp), 'rebuilt', mode == 'rebuild' and ms(now) or '0', 'v', layout)
 return 1

@@ -46,6 +46,7 @@
     sold, held, units   units sold, units held (not tentative ones), units in all
     c_ok, c_rej, p_ok, p_rej   decisions counted
     next_exp            a lower bound on the earliest expiry (0: no holds), so most calls skip the sweep
+    rebuilt             ms when the part was rebuilt from the durable store (0: initialised empty): the audit says so
     v                   the layout version (`layout`, set by src/redis/scripts.ts from keys.ts): a part an
                         earlier version wrote lacks it and is rebuilt
 ]]

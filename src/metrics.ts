@@ -116,6 +116,9 @@ const endpointIndex = Object.fromEntries(endpoints.map((e, i) => [e, i])) as Rec
 const outcomeIndex = new Map<string, number>(outcomeNames.map((o, i) => [o, i]))
 const O = outcomeNames.length
 
+/** Every action admin_actions keeps (sale/operator.ts). */
+export const adminActionNames = ["create_sale", "change_sale", "delete_sale", "pause_sale", "resume_sale", "end_sale", "release_hold", "export_orders", "audit_sale"] as const
+
 const secondsBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 
 export function createMetrics() {
@@ -132,6 +135,7 @@ export function createMetrics() {
   const commitRows = new Histogram("flashsale_store_commit_rows", "Decisions written by one durable-store transaction.", [1, 10, 50, 100, 250, 500, 1000, 2000, 5000])
   const commitFailures = new Counter("flashsale_store_commit_failures_total", "Durable-store transactions that failed.")
   const rebuilds = new Counter("flashsale_rebuilds_total", "Times a sale's live state was rebuilt from the durable store.")
+  const adminActions = new Counter("flashsale_admin_actions_total", "Operator actions kept (admin_actions), by action.", labelSets("action", adminActionNames))
   const rateLimited = new Counter("flashsale_rate_limited_total", "Requests refused by admission control (429 rate_limited), by the bucket that refused.", labelSets("by", ["user", "ip"]))
   const lag = new Histogram("flashsale_event_loop_lag_seconds", "How late a 100 ms timer fired: time the event loop was busy.", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
   const startedAt = performance.timeOrigin / 1000
@@ -163,6 +167,7 @@ export function createMetrics() {
     },
     rebuilds: { inc: () => rebuilds.inc() },
     rateLimited: { inc: (by: "user" | "ip") => rateLimited.inc(by === "user" ? 0 : 1) },
+    adminActions: { inc: (action: string) => adminActions.inc(Math.max(0, adminActionNames.indexOf(action as never))) },
 
     /** Samples event-loop lag every 100 ms until stopSampling(); the timer does not keep the process alive. */
     startSampling(): void {
@@ -186,6 +191,7 @@ export function createMetrics() {
       requests.render(out, (i) => requests.values[i]! > 0 || expectedCell[i] === 1)
       duration.render(out, (i) => endpoints[i] !== "events")
       for (const m of [batchSize, commitSeconds, commitRows, commitFailures, rebuilds, rateLimited, lag]) m.render(out)
+      adminActions.render(out)
       processMetrics(out, startedAt)
       out.push(...extra)
       return out.join("\n") + "\n"
@@ -195,7 +201,7 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>
 /** What an engine may record. */
-export type EngineMetrics = Pick<Metrics, "batchSize" | "storeCommit" | "rebuilds">
+export type EngineMetrics = Pick<Metrics, "batchSize" | "storeCommit" | "rebuilds" | "adminActions">
 
 /** The process's metrics, under the names Prometheus client libraries use for them. */
 function processMetrics(out: string[], startedAt: number): void {

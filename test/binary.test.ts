@@ -30,7 +30,8 @@ test("the binary is healthy, sells an item and serves its docs from a directory 
   expect(await request(server.base, "POST", `/purchase?code=${held.body.code}`)).toMatchObject({ status: 200, body: { user_id: "ann" } })
   const docs = await request(server.base, "GET", "/swagger/json")
   expect(Object.keys(docs.body.paths).sort()).toEqual([
-    "/admin/actions", "/admin/sales", "/admin/sales/{id}", "/admin/sales/{id}/end", "/admin/sales/{id}/pause", "/admin/sales/{id}/resume",
+    "/admin/actions", "/admin/holds/{code}", "/admin/sales", "/admin/sales/{id}", "/admin/sales/{id}/audit", "/admin/sales/{id}/end", "/admin/sales/{id}/orders", "/admin/sales/{id}/pause",
+    "/admin/sales/{id}/report", "/admin/sales/{id}/resume", "/admin/users/{user_id}",
     "/checkout", "/events", "/health", "/items", "/items/{id}", "/metrics", "/purchase", "/status",
   ])
   const ui = await fetch(`${server.base}/swagger/scalar.js`)

@@ -189,7 +189,8 @@ for (const engine of engines) describe(`${engine} engine`, () => {
       const { status, body } = await h.call("GET", "/swagger/json")
       expect(status).toBe(200)
       expect(Object.keys(body.paths).sort()).toEqual([
-        "/admin/actions", "/admin/sales", "/admin/sales/{id}", "/admin/sales/{id}/end", "/admin/sales/{id}/pause", "/admin/sales/{id}/resume",
+        "/admin/actions", "/admin/holds/{code}", "/admin/sales", "/admin/sales/{id}", "/admin/sales/{id}/audit", "/admin/sales/{id}/end", "/admin/sales/{id}/orders", "/admin/sales/{id}/pause",
+        "/admin/sales/{id}/report", "/admin/sales/{id}/resume", "/admin/users/{user_id}",
         "/checkout", "/events", "/health", "/items", "/items/{id}", "/metrics", "/purchase", "/status",
       ])
       const codes = (op: any) => Object.values(op.responses).flatMap((r: any) => r.content?.["application/json"]?.schema?.properties?.error?.enum ?? [])

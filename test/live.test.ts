@@ -10,7 +10,7 @@ for (const engine of engines) describe.skipIf(!run)(`${engine} engine`, () => {
   let server: ReturnType<typeof serve>
   let browser: TestBrowser
   beforeAll(async () => {
-    h = await harness({ saleItems: 12, userLimit: 5 }, engine)
+    h = await harness({ saleItems: 12, userLimit: 5 }, engine, { adminToken: "live-page-token-0123456789abcdef0123" })
     server = serve(h)
     browser = await openBrowser()
   })
@@ -27,6 +27,8 @@ for (const engine of engines) describe.skipIf(!run)(`${engine} engine`, () => {
     const saleId = String(Math.floor(h.clock.now / (h.config.salePeriodSeconds * 1000)))
     await page.goto(`${server.base}/`)
     await waitForField(page, "sale_id", saleId)
+    expect(await fieldText(page, "name")).toBe(`Sale ${saleId}`)
+    expect(await fieldText(page, "next_sale.name")).toBe(`Sale ${Number(saleId) + 1}`)
     expect(await fieldText(page, "items_total")).toBe("12")
     expect(await fieldText(page, "items_available")).toBe("12")
     expect(await fieldText(page, "health")).toBe("ok")
@@ -52,6 +54,19 @@ for (const engine of engines) describe.skipIf(!run)(`${engine} engine`, () => {
     await waitForField(page, "checkouts_per_second", /^[1-9]/)
     if (process.env.LIVE_SCREENSHOT) await page.screenshot({ path: process.env.LIVE_SCREENSHOT, fullPage: true })
     expect(errors).toEqual([])
+  })
+
+  test("an operator's pause shows within two seconds, with the action, and so does the resume", async () => {
+    const { page } = browser
+    const saleId = Math.floor(h.clock.now / (h.config.salePeriodSeconds * 1000))
+    await page.goto(`${server.base}/`)
+    await waitForField(page, "sale_status", "active")
+    const paused = await h.admin("POST", `/admin/sales/${saleId}/pause`)
+    expect([paused.status, paused.body]).toEqual([200, expect.anything()])
+    await waitForField(page, "sale_status", "paused", 2000)
+    await waitForField(page, "action", "pause sale", 2000)
+    expect((await h.admin("POST", `/admin/sales/${saleId}/resume`)).status).toBe(200)
+    await waitForField(page, "sale_status", "active", 2000)
   })
 
   test("on a phone's screen nothing is wider than the screen", async () => {

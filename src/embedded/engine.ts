@@ -14,10 +14,11 @@ import { newCode as randomCode, saleOfCode } from "../sale/codes"
 import type { Catalog } from "../sale/catalog"
 import type { DecisionRecord } from "../sale/records"
 import * as rules from "../sale/rules"
-import { createOperator, Refusal, type LiveSales } from "../sale/operator"
+import { createOperator, Refusal, withAudits, type LiveSales } from "../sale/operator"
 import { merge, nothingKnown, scheduleOf, type Schedule } from "../sale/schedule"
 import { isOpen, publicItem, purchasableUntil, settingsOf, type Sale } from "../sale/sales"
 import { shelfOf, stateOf } from "../sale/shelf"
+import type { LiveView } from "../sale/audit"
 import type { Store } from "./sqlite"
 
 export type EmbeddedEngineOptions = {
@@ -51,12 +52,15 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
   const { store, config, catalog, now = Date.now, retentionMs = defaultRetentionMs, onFatal = () => {}, log = console.log, metrics = processMetrics } = options
   const recurring = { periodMs: config.salePeriodSeconds * 1000, saleItems: config.saleItems, userLimit: config.userLimit, holdMs: config.holdSeconds * 1000, catalog }
   const sales = new Map<number, rules.SaleState>()
+  /** When each sale in memory was read back from the file with something in it (the audit says so). */
+  const rebuilt = new Map<number, number>()
   const known = merge(nothingKnown(), store.sales.loadNow())
   let schedule: Schedule = scheduleOf(config.saleSchedule, recurring, known)
   let failed: Error | undefined
   let pending: { record: DecisionRecord; settle: () => void; fail: (error: Error) => void }[] = []
   let timer: ReturnType<typeof setInterval> | undefined
   let shelf: { shelf: Shelf; at: number } | undefined
+  let lastAuditCheck = 0
 
   function saleState(sale: Sale, at: number): rules.SaleState {
     let state = sales.get(sale.id)
@@ -65,7 +69,10 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
       state = rules.restoreSale(sale.id, sale.items, settingsOf(sale), snapshot)
       sales.set(sale.id, state)
       // A sale with anything kept was rebuilt from the file; a sale seen for the first time starts empty.
-      if (snapshot.checkouts.accepted + snapshot.checkouts.rejected + snapshot.purchases.accepted + snapshot.purchases.rejected > 0) metrics.rebuilds.inc()
+      if (snapshot.checkouts.accepted + snapshot.checkouts.rejected + snapshot.purchases.accepted + snapshot.purchases.rejected > 0) {
+        metrics.rebuilds.inc()
+        rebuilt.set(sale.id, at)
+      }
     }
     return state
   }
@@ -152,7 +159,7 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
 
   async function health(): Promise<Health> {
     const sqlite = failed ? { status: "down", error: failed.message } : { status: "ok", uncommitted: pending.length }
-    return { status: failed ? "down" : "ok", checks: { engine: "embedded", schedule: schedule.kind, sqlite } }
+    return withAudits({ status: failed ? "down" : "ok", checks: { engine: "embedded", schedule: schedule.kind, sqlite } }, operator.auditStatus())
   }
 
   function prepareNext(): void {
@@ -161,14 +168,21 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     if (next) saleState(next, at)
   }
 
-  /** Releases expired holds of idle sales, reads the next sale in, and forgets sales past their retention. */
+  /** Releases expired holds of idle sales, reads the next sale in, audits sales that are over, and forgets sales past their retention. */
   function maintain(): void {
     const at = now()
+    if (Date.now() - lastAuditCheck >= 2000) {
+      lastAuditCheck = Date.now()
+      operator.maintain().catch((error: Error) => log(`auditing: ${error.message}`))
+    }
     prepareNext()
     for (const [saleId, state] of sales) {
       rules.sweep(state, at)
       const sale = schedule.get(saleId)
-      if (!sale || at > purchasableUntil(state.settings) + retentionMs) sales.delete(saleId)
+      if (!sale || at > purchasableUntil(state.settings) + retentionMs) {
+        sales.delete(saleId)
+        rebuilt.delete(saleId)
+      }
     }
   }
 
@@ -214,7 +228,29 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
       schedule = scheduleOf(config.saleSchedule, recurring, known)
     },
     schedule: () => schedule,
+    async release(sale, code) {
+      const at = now()
+      const result = rules.releaseHold(saleState(sale, at), at, code)
+      shelf = undefined
+      if (result.kind !== "released") return result
+      const { itemId, unit, userId, expiresAt } = result.hold
+      return { kind: "released", hold: { itemId, unit, userId, code, at: expiresAt } }
+    },
+    async view(sale) {
+      const at = now()
+      const state = saleState(sale, at)
+      rules.sweep(state, at)
+      const view: LiveView = { sold: [], holds: [], items: new Map(), users: new Map(state.users), counters: { checkouts: { accepted: state.stats.checkoutsOk, rejected: state.stats.checkoutsRejected }, purchases: { accepted: state.stats.purchasesOk, rejected: state.stats.purchasesRejected } }, rebuiltAt: rebuilt.get(sale.id) ?? null }
+      for (const c of state.codes.values()) (c.kind === "p" ? view.sold : view.holds).push({ itemId: c.itemId, unit: c.unit, userId: c.userId, code: c.code, at: c.kind === "p" ? c.at : c.expiresAt })
+      for (const [itemId, u] of state.units) if (u.sold + u.held > 0) view.items.set(itemId, { sold: u.sold, held: u.held })
+      return view
+    },
+    // Every answer waits for its commit, and a commit is one turn of the event loop.
+    settled: async () => pending.length === 0,
+    once: (_key, work) => work(),
   }
+
+  const operator = createOperator(store.sales, live, { userLimit: config.userLimit, holdMs: config.holdSeconds * 1000 }, { onAction: (action) => metrics.adminActions.inc(action), log })
 
   return {
     name: "embedded",
@@ -223,7 +259,7 @@ export function createEmbeddedEngine(options: EmbeddedEngineOptions): EmbeddedEn
     status,
     health,
     shelf: currentShelf,
-    operator: createOperator(store.sales, live, { userLimit: config.userLimit, holdMs: config.holdSeconds * 1000 }),
+    operator,
     prepareNext,
     startMaintenance() {
       timer ??= setInterval(maintain, 250)

@@ -7,7 +7,8 @@ import { Database } from "bun:sqlite"
 import type { DecisionRecord, SaleSnapshot } from "../sale/records"
 import { isoFormatter } from "../sale/clock"
 import { ddl, recoveryQueries, snapshotOf, sqliteMigration, tables } from "../sale/schema"
-import { actionFromRow, changed, definitionQueries, overrideFromRow, saleFromRows, toMs, type Action, type KeptSales, type NewSale, type SaleChange } from "../sale/definitions"
+import { actionFromRow, changed, definitionQueries, keptUnitOf, operationQueries, overrideFromRow, reportOf, saleFromRows, toMs, type Action, type KeptSales, type NewSale, type SaleChange } from "../sale/definitions"
+import { auditOfView, auditView } from "../sale/audit"
 import type { SaleCounts, SalesStore } from "../sale/operator"
 import type { Sale } from "../sale/sales"
 
@@ -137,6 +138,30 @@ export function openStore(path: string): Store {
     return { sold: r.sold!, reserved: 0, checkouts: { accepted: r.c_ok!, rejected: r.c_rej! }, purchases: { accepted: Math.max(r.p_ok!, r.sold!), rejected: r.p_rej! } }
   }
 
+  const o = Object.fromEntries(Object.entries(operationQueries("sqlite")).map(([name, text]) => [name, db.prepare(text)])) as Record<keyof ReturnType<typeof operationQueries>, ReturnType<Database["prepare"]>>
+  const release = db.transaction((saleId: number, code: string, action: Action) => {
+    o.insertRelease.run(saleId, code, isoOf(action.at), action.client)
+    recordAction(action)
+  })
+
+  /** The orders, read on a connection of their own: one consistent snapshot, while the engine goes on writing. */
+  async function* orders(saleId: number) {
+    const reader = new Database(db.filename, { readonly: true, strict: true })
+    try {
+      let batch: ReturnType<typeof keptUnitOf>[] = []
+      for (const row of reader.query(operationQueries("sqlite").orders).iterate(saleId) as IterableIterator<Record<string, unknown>>) {
+        batch.push(keptUnitOf(row))
+        if (batch.length === 1000) {
+          yield batch
+          batch = []
+        }
+      }
+      if (batch.length > 0) yield batch
+    } finally {
+      reader.close()
+    }
+  }
+
   const sales: Store["sales"] = {
     loadNow,
     load: async (since) => loadNow(since),
@@ -147,6 +172,17 @@ export function openStore(path: string): Store {
     record: async (action) => void recordAction(action),
     actions: async ({ before, saleId, limit }) => rows(q.actions, before ?? Number.MAX_SAFE_INTEGER, saleId ?? null, limit).map((r) => ({ ...actionFromRow(r), at: toMs(r.at) })),
     counts: async (saleId) => counts(saleId),
+    snapshot: async (saleId, now) => load(saleId, now),
+    release: async (saleId, code, action) => release(saleId, code, action),
+    userOf: async (saleId, userId, now) => ({ purchases: rows(o.userPurchases, saleId, userId).map(keptUnitOf), holds: rows(o.userHolds, saleId, userId, isoOf(now)).map(keptUnitOf) }),
+    orders,
+    report: async (saleId) => reportOf(rows(o.reportItems, saleId), rows(o.reportCheckouts, saleId), rows(o.reportPurchases, saleId), rows(o.reportReleases, saleId)),
+    keepAudit: async (audit) => void o.insertAudit.run(audit.saleId, isoOf(audit.at), audit.trigger, audit.count, audit.rebuiltAt === null ? 0 : 1, JSON.stringify(auditView(audit))),
+    latestAudit: async (saleId) => {
+      const [row] = rows(o.latestAudit, saleId)
+      return row && auditOfView(JSON.parse(String(row.result)))
+    },
+    recentAudits: async (since) => rows(o.recentAudits, isoOf(since)).map((r) => auditOfView(JSON.parse(String(r.result)))),
   }
 
   return { write, load, known, sales, db, close: () => db.close() }

@@ -12,6 +12,9 @@ import type { Engine } from "../sale/engine"
 import { fail, json } from "./respond"
 import { clientAddress, type Peer } from "./ratelimit"
 import { requestLimits } from "./edge"
+import { parameterRules } from "./docs"
+import type { KeptUnit } from "../sale/definitions"
+import type { Sale } from "../sale/sales"
 
 /** Failed attempts an address may make in a window before it is refused without a look at its token. */
 const maxFailures = 10
@@ -48,6 +51,48 @@ export function adminAccess(token: string | undefined, trustProxyHops: number, n
       return fail("unauthorized", given === undefined ? "This needs the operator's token: Authorization: Bearer <ADMIN_TOKEN>." : "The token is not the operator's.", { "www-authenticate": challenge })
     },
   }
+}
+
+/** One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, its quotes doubled. */
+const csvField = (value: string | number | null) => {
+  const text = value === null ? "" : String(value)
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
+}
+
+/**
+ * The orders as a byte stream, pulled batch by batch from the store's cursor as the client reads: only a
+ * batch is in memory at a time. A failure of the store midway ends the stream early (the status is sent).
+ */
+function ordersStream(sale: Sale, batches: AsyncIterable<KeptUnit[]>, format: "csv" | "jsonl"): ReadableStream<Uint8Array> {
+  const rows = batches[Symbol.asyncIterator]()
+  const encoder = new TextEncoder()
+  let started = false
+  const describe = (u: KeptUnit) => {
+    const position = sale.items.position(u.itemId)
+    const item = position >= 0 ? sale.items.at(position) : undefined
+    return { sale_id: sale.id, item_id: u.itemId, unit: u.unit, name: item?.name ?? null, price: item?.price ?? null, user_id: u.userId, code: u.code, purchased_at: new Date(u.at).toISOString() }
+  }
+  return new ReadableStream({
+    async pull(controller) {
+      if (!started && format === "csv") {
+        started = true
+        controller.enqueue(encoder.encode("sale_id,item_id,unit,name,price,user_id,code,purchased_at\r\n"))
+        return
+      }
+      started = true
+      const { value, done } = await rows.next()
+      if (done) return controller.close()
+      let text = ""
+      for (const u of value) {
+        const o = describe(u)
+        text += format === "csv" ? `${[o.sale_id, o.item_id, o.unit, o.name, o.price, o.user_id, o.code, o.purchased_at].map(csvField).join(",")}\r\n` : `${JSON.stringify(o)}\n`
+      }
+      controller.enqueue(encoder.encode(text))
+    },
+    async cancel() {
+      await rows.return?.()
+    },
+  })
 }
 
 /** A request body as JSON, up to the operator API's limit; a Response when it cannot be read. */
@@ -111,6 +156,33 @@ export function adminHandlers({ engine, config }: AdminDeps) {
         return answer({ message: "deleted", id })
       }),
     control: (what: "pause" | "resume" | "end") => ({ request, server, params }: Context) => withSale(params, async (id) => answer(await engine.operator.control(id, what, client(request, server)))),
+    releaseHold: ({ request, server, params }: Context) =>
+      run(async () => {
+        const code = params.code ?? ""
+        if (!parameterRules.code.pattern.test(code)) return fail("invalid_request", parameterRules.code.message)
+        return answer(await engine.operator.releaseHold(code, client(request, server)))
+      }),
+    user: ({ request, params }: Context) =>
+      run(async () => {
+        const userId = params.user_id ?? ""
+        if (!parameterRules.user_id.pattern.test(userId)) return fail("invalid_request", parameterRules.user_id.message)
+        const raw = new URL(request.url, "http://localhost").searchParams.get("sale_id")
+        if (raw !== null && !/^\d{1,16}$/.test(raw)) return fail("invalid_request", "sale_id must be a sale's id.")
+        return answer(await engine.operator.user(userId, raw === null ? undefined : Number(raw)))
+      }),
+    orders: ({ request, server, params }: Context) =>
+      withSale(params, async (id) => {
+        const format = new URL(request.url, "http://localhost").searchParams.get("format") ?? "csv"
+        if (format !== "csv" && format !== "jsonl") return fail("invalid_request", "format must be csv or jsonl.")
+        const { sale, batches } = await engine.operator.orders(id, format, client(request, server))
+        const headers =
+          format === "csv"
+            ? { "content-type": "text/csv; charset=utf-8", "content-disposition": `attachment; filename="sale-${sale.id}-orders.csv"` }
+            : { "content-type": "application/x-ndjson; charset=utf-8", "content-disposition": `attachment; filename="sale-${sale.id}-orders.jsonl"` }
+        return new Response(ordersStream(sale, batches, format), { headers: { ...headers, "cache-control": "no-store" } })
+      }),
+    report: ({ params }: Context) => withSale(params, async (id) => answer(await engine.operator.report(id))),
+    audit: ({ request, server, params }: Context) => withSale(params, async (id) => answer(await engine.operator.audit(id, client(request, server)))),
     actions: ({ request }: Context) =>
       run(async () => {
         const query = new URL(request.url, "http://localhost").searchParams

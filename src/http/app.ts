@@ -128,6 +128,11 @@ export function createApp({ engine, config, log = console.error, metrics = proce
     "POST /admin/sales/:id/resume": admin.control("resume"),
     "POST /admin/sales/:id/end": admin.control("end"),
     "GET /admin/actions": admin.actions,
+    "GET /admin/sales/:id/orders": admin.orders,
+    "GET /admin/sales/:id/report": admin.report,
+    "POST /admin/sales/:id/audit": admin.audit,
+    "DELETE /admin/holds/:code": admin.releaseHold,
+    "GET /admin/users/:user_id": admin.user,
   }
 
   /** The handler as registered: the operator API checks the token first; a storefront route gets its CORS headers. */

@@ -110,6 +110,36 @@ const salePatch = object(
 const action = object({ id: int(), at: time, action: str(), sale_id: int({ nullable: true }), details: { type: "object", additionalProperties: true }, client: str({ nullable: true }) })
 
 const json = (schema: Schema) => ({ "application/json": { schema } })
+const order = object({ sale_id: int(), item_id: int(), unit: int(), name: str({ nullable: true }), price: { type: "number", nullable: true }, user_id: str(), code: str(), purchased_at: time })
+const userUnit = (when: string) => object({ item_id: int(), name: str({ nullable: true }), unit: int(), code: str(), [when]: time })
+const difference = object({ kind: str({ enum: ["sold", "hold", "item", "user", "counter"] }), key: str({ description: "What differs: item 3 unit 2, user ann, checkouts.accepted, ..." }), live: { description: "What the live state says (null: nothing)." }, kept: { description: "What the durable store says (null: nothing)." } })
+const audit = object({
+  sale_id: int(),
+  at: time,
+  trigger: str({ enum: ["auto", "operator"] }),
+  ok: { type: "boolean" },
+  rebuilt: { type: "boolean", description: "The live state was rebuilt from the store during the sale: from then on the two agree by construction." },
+  rebuilt_at: { ...time, nullable: true },
+  checked: object({ units_sold: int(), live_holds: int(), items: int(), users: int() }),
+  differences_count: int(),
+  differences: { type: "array", items: difference, description: "The first 1,000." },
+})
+const report = object({
+  sale_id: int(),
+  name: str(),
+  starts_at: time,
+  closes_at: time,
+  units_total: int(),
+  units_sold: int(),
+  revenue: { type: "number", nullable: true },
+  first_sale_at: { ...time, nullable: true },
+  sold_out_at: { ...time, nullable: true },
+  attempts: object({ checkouts: { type: "object", additionalProperties: { type: "integer" } }, purchases: { type: "object", additionalProperties: { type: "integer" } } }),
+  holds_released: int(),
+  items: { type: "array", items: object({ id: int(), name: str({ nullable: true }), price: { type: "number", nullable: true }, stock: int({ nullable: true }), sold: int(), first_sale_at: time, last_sale_at: time }) },
+  audit: { ...audit, nullable: true },
+  audit_due_at: { ...time, nullable: true },
+})
 
 /** An OpenAPI responses object: the success, then one entry per status listing its error codes. */
 export function responses(ok: Schema, okDescription: string, errors: ErrorCode[], okStatus = 200) {
@@ -213,7 +243,7 @@ const operations: Record<RouteKey, Schema & { hide?: true }> = {
   "GET /events": {
     summary: "The live page's feed (server-sent events)",
     description:
-      "A `text/event-stream`: on connect and then once a second, one `data:` line of JSON with every /status field, plus `checkouts_per_second` and `purchases_per_second` (all instances), `outcomes` (this instance's answers by outcome over the last `outcomes_window_seconds`), `engine`, `health`, `backlog_entries`, `backlog_age_seconds` and `now` (Unix ms). When the engine cannot tell the status, the /status fields are absent and `error` says why.",
+      "A `text/event-stream`: on connect and then once a second, one `data:` line of JSON with every /status field, plus `checkouts_per_second` and `purchases_per_second` (all instances), `outcomes` (this instance's answers by outcome over the last `outcomes_window_seconds`), `engine`, `health`, `backlog_entries`, `backlog_age_seconds`, `next_sale` (id, name, starts_at, or null), `actions` (the latest five operator actions: at, action, sale_id) and `now` (Unix ms). When the engine cannot tell the status, the /status fields are absent and `error` says why.",
     responses: { 200: { description: "The stream.", content: { "text/event-stream": { schema: str() } } } },
   },
   "GET /admin/sales": operator("The sales", "The planned sales (or the current recurring one), each with its status and counts.", object({ sales: { type: "array", items: saleView } }), "The sales.", []),
@@ -246,6 +276,48 @@ const operations: Record<RouteKey, Schema & { hide?: true }> = {
     "The actions.",
     [],
     { parameters: [{ name: "before", in: "query", schema: int() }, { name: "limit", in: "query", schema: int({ minimum: 1, maximum: 1000, default: 100 }) }, { name: "sale_id", in: "query", schema: int() }] },
+  ),
+  "GET /admin/sales/:id/orders": {
+    ...operator("Every purchase of a sale, streamed", "", object({}), "", []),
+    description:
+      "Straight from the durable store with a cursor, oldest first: 100,000 orders stream in seconds with flat memory. CSV (RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled) with a header line, or JSON lines. price is the item's price in the sale's definition (empty or null without one). The export is kept as an operator action.",
+    parameters: [...saleId.parameters, { name: "format", in: "query", required: false, schema: str({ enum: ["csv", "jsonl"], default: "csv" }) }],
+    responses: {
+      ...responses(order, "", ["invalid_request", ...guarded, ...always, "unavailable"]),
+      200: { description: "The orders: sale_id, item_id, unit, name, price, user_id, code, purchased_at.", content: { "text/csv": { schema: str() }, "application/x-ndjson": { schema: order } } },
+    },
+  },
+  "GET /admin/sales/:id/report": operator(
+    "What a sale sold, and its audit",
+    "From the durable store: units sold per item (items that sold), revenue (by the items' prices; null without any), attempts per outcome, holds released by hand, the first sale and when it sold out; and the latest audit of the live state against the store (null until the sale is over and its holds have expired: audit_due_at says when).",
+    report,
+    "The report.",
+    [],
+    saleId,
+  ),
+  "POST /admin/sales/:id/audit": operator(
+    "Audit a sale again, now",
+    "Compares the live state (Redis, or the embedded engine's memory) with the durable store: units sold, live holds, each item's and each user's counts, and the counters; keeps the result. Only once the sale is over, its holds have expired and every decision is written (409 not_auditable otherwise, or once the live state is forgotten a day later).",
+    audit,
+    "The audit.",
+    ["not_auditable"],
+    saleId,
+  ),
+  "DELETE /admin/holds/:code": operator(
+    "Release a live hold by hand",
+    "Its unit returns to stock and its user's count drops, as at its expiry; the code is then 404 code_not_found. The release is kept (with the action) before the hold is ended, so no rebuild from the store brings it back. 409 code_used for a code that was bought.",
+    object({ message: str({ enum: ["released"] }), code: str(), sale_id: int(), item_id: int(), unit: int(), user_id: str(), expired_at: { ...time, description: "When the hold would have expired." } }),
+    "Released.",
+    ["invalid_request", "code_not_found", "code_used"],
+    { parameters: [{ name: "code", in: "path", required: true, schema: str({ pattern: codePattern }) }] },
+  ),
+  "GET /admin/users/:user_id": operator(
+    "A user's purchases and live holds in a sale",
+    "For a support desk, as the durable store keeps them. The open sale by default (the latest that opened when none is open).",
+    object({ user_id: str(), sale_id: int(), sale_name: str(), purchases: { type: "array", items: userUnit("purchased_at") }, holds: { type: "array", items: userUnit("expires_at") } }),
+    "The user's units.",
+    ["invalid_request"],
+    { parameters: [{ name: "user_id", in: "path", required: true, schema: str({ pattern: userIdPattern }) }, { name: "sale_id", in: "query", required: false, schema: int() }] },
   ),
   "GET /": { hide: true },
   "GET /swagger": { hide: true },

@@ -17,12 +17,14 @@ const windowSeconds = 60
 
 export type LiveFeedOptions = {
   sample: () => Promise<Sample>
+  /** More for the page, read with each sample (the next sale, the latest operator actions); never fails the tick. */
+  extras?: () => Promise<Record<string, unknown>>
   metrics: Pick<Metrics, "answers">
   engine: string
   intervalMs?: number
 }
 
-export function liveFeed({ sample, metrics, engine, intervalMs = 1000 }: LiveFeedOptions) {
+export function liveFeed({ sample, extras = async () => ({}), metrics, engine, intervalMs = 1000 }: LiveFeedOptions) {
   const watchers = new Set<Watcher>()
   const encoder = new TextEncoder()
   let timer: ReturnType<typeof setInterval> | undefined
@@ -73,7 +75,8 @@ export function liveFeed({ sample, metrics, engine, intervalMs = 1000 }: LiveFee
     if (ticking) return // the engine is slow to answer: skip rather than pile up
     ticking = true
     try {
-      const message = encoder.encode(`data: ${JSON.stringify(snapshot(await sample()))}\n\n`)
+      const [taken, more] = await Promise.all([sample(), extras().catch(() => ({}))])
+      const message = encoder.encode(`data: ${JSON.stringify({ ...snapshot(taken), ...more })}\n\n`)
       latest = message
       for (const watcher of watchers) send(watcher, message)
     } finally {

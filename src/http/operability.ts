@@ -15,13 +15,32 @@ export type OperabilityDeps = {
   startedAt: (request: Request) => number | undefined
 }
 
+/** Each recent audit's count of differences; none while the engine is starting (its operator answers nothing yet). */
+function auditsOf(engine: Engine): [number, number][] {
+  const status = engine.operator.auditStatus() as ReturnType<Engine["operator"]["auditStatus"]> | Promise<unknown>
+  if (status instanceof Promise) {
+    status.catch(() => {})
+    return []
+  }
+  return status.counts
+}
+
+/** What the live page shows beside the sale: the next sale, and the latest operator actions (every instance's, from the store). */
+async function pageExtras(engine: Engine): Promise<Record<string, unknown>> {
+  const [next, actions] = await Promise.all([engine.operator.nextSale(), engine.operator.actions({ limit: 5 }).catch(() => [])])
+  return {
+    next_sale: next ? { id: next.id, name: next.name, starts_at: new Date(next.startsAt).toISOString() } : null,
+    actions: actions.map((a) => ({ at: new Date(a.at).toISOString(), action: a.action, sale_id: a.saleId })),
+  }
+}
+
 /** The page as text (Bun's types describe an .html import as a bundle; `type: "text"` makes it the file's text). */
 const page = livePage as unknown as string
 const pageHeaders = { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache", "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:" }
 
 export function operability({ engine, metrics, admission, startedAt }: OperabilityDeps) {
   const engineSample = sampler(engine)
-  const feed = liveFeed({ sample: () => engineSample.sample(500), metrics, engine: engine.name })
+  const feed = liveFeed({ sample: () => engineSample.sample(500), extras: () => pageExtras(engine), metrics, engine: engine.name })
   return {
     feed,
     /** GET /: the live page. */
@@ -37,7 +56,7 @@ export function operability({ engine, metrics, admission, startedAt }: Operabili
     /** GET /metrics: this process's series, with the engine's gauges read now. */
     async metrics(request: Request): Promise<Response> {
       const sample = await engineSample.sample()
-      const body = metrics.render(scrapeGauges(sample, { engine: engine.name, watchers: feed.watchers, rateLimitEntries: admission.entries() }))
+      const body = metrics.render(scrapeGauges(sample, { engine: engine.name, watchers: feed.watchers, rateLimitEntries: admission.entries(), audits: auditsOf(engine) }))
       metrics.request("metrics", "ok", startedAt(request))
       return new Response(body, { headers: { "content-type": contentType } })
     },

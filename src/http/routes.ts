@@ -36,6 +36,11 @@ export const routes = [
   { path: "/admin/sales/:id/pause", methods: ["POST"], endpoint: "admin", admin: true },
   { path: "/admin/sales/:id/resume", methods: ["POST"], endpoint: "admin", admin: true },
   { path: "/admin/sales/:id/end", methods: ["POST"], endpoint: "admin", admin: true },
+  { path: "/admin/sales/:id/orders", methods: ["GET"], endpoint: "admin", admin: true },
+  { path: "/admin/sales/:id/report", methods: ["GET"], endpoint: "admin", admin: true },
+  { path: "/admin/sales/:id/audit", methods: ["POST"], endpoint: "admin", admin: true },
+  { path: "/admin/holds/:code", methods: ["DELETE"], endpoint: "admin", admin: true },
+  { path: "/admin/users/:user_id", methods: ["GET"], endpoint: "admin", admin: true },
   { path: "/admin/actions", methods: ["GET"], endpoint: "admin", admin: true },
 ] as const satisfies readonly Route[]
 

@@ -12,7 +12,7 @@ export function backlogOf(checks: Record<string, unknown>): { entries: number; a
 
 const healthStates = ["ok", "degraded", "down"] as const
 
-export type ScrapeExtras = { engine: string; watchers: number; rateLimitEntries: { user: number; ip: number } }
+export type ScrapeExtras = { engine: string; watchers: number; rateLimitEntries: { user: number; ip: number }; audits: [saleId: number, differences: number][] }
 
 export function scrapeGauges(sample: Sample, extras: ScrapeExtras): string[] {
   const out: string[] = []
@@ -24,6 +24,7 @@ export function scrapeGauges(sample: Sample, extras: ScrapeExtras): string[] {
   gauge(out, "flashsale_store_backlog_age_seconds", "Age of the oldest decision not yet in the durable store.", [["", backlog.ageSeconds]])
   gauge(out, "flashsale_live_watchers", "Browsers watching the live page (server-sent events) on this process.", [["", extras.watchers]])
   gauge(out, "flashsale_rate_limit_entries", "Clients tracked by admission control on this process, by bucket.", [['by="user"', extras.rateLimitEntries.user], ['by="ip"', extras.rateLimitEntries.ip]])
+  gauge(out, "flashsale_audit_differences", "Differences the latest audit of each sale audited in the last day found between the live state and the durable store (0: none).", extras.audits.map(([id, n]) => [`sale_id="${id}"`, n]))
   gauge(out, "flashsale_status_up", "1 if the engine answered /status for this scrape, 0 if it could not.", [["", sample.status ? 1 : 0]])
   if (!sample.status) return out
   const s = statusBody(sample.status)

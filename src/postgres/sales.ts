@@ -4,12 +4,15 @@
  * never give out one id or revision, or create two overlapping sales at once.
  */
 import type { Sql, TransactionSql } from "postgres"
-import { actionFromRow, changed, definitionQueries, overrideFromRow, saleFromRows, type Action, type KeptSales, type NewSale, type SaleChange } from "../sale/definitions"
+import { actionFromRow, changed, definitionQueries, keptUnitOf, operationQueries, overrideFromRow, reportOf, saleFromRows, type Action, type KeptSales, type KeptUnit, type NewSale, type SaleChange } from "../sale/definitions"
+import { auditOfView, auditView, type Audit } from "../sale/audit"
+import { loadSale } from "./store"
 import type { SalesStore } from "../sale/operator"
 import type { RecurringOverride, Sale } from "../sale/sales"
 import { ensureSchema } from "./schema"
 
 const q = definitionQueries("postgres")
+const o = operationQueries("postgres")
 const lockId = 727275
 
 type Runner = Sql | TransactionSql
@@ -111,6 +114,47 @@ export function postgresSales(sql: Sql): SalesStore {
     actions: async ({ before, saleId, limit }) => {
       await ensureSchema(sql)
       return (await rows(sql, q.actions, [before ?? Number.MAX_SAFE_INTEGER, saleId ?? null, limit])).map(actionFromRow)
+    },
+
+    snapshot: (saleId, now) => loadSale(sql, saleId, now),
+
+    release: async (saleId, code, action) => {
+      await ensureSchema(sql)
+      await sql.begin(async (tx) => {
+        await rows(tx, o.insertRelease, [saleId, code, action.at, action.client])
+        await record(tx, action)
+      })
+    },
+
+    userOf: async (saleId, userId, now) => {
+      await ensureSchema(sql)
+      const [purchases, holds] = await Promise.all([rows(sql, o.userPurchases, [saleId, userId]), rows(sql, o.userHolds, [saleId, userId, Math.floor(now)])])
+      return { purchases: purchases.map(keptUnitOf), holds: holds.map(keptUnitOf) }
+    },
+
+    async *orders(saleId) {
+      await ensureSchema(sql)
+      for await (const batch of sql.unsafe(o.orders, [saleId]).cursor(1000)) yield (batch as unknown as Record<string, unknown>[]).map(keptUnitOf)
+    },
+
+    report: async (saleId) => {
+      await ensureSchema(sql)
+      const [items, checkouts, purchases, released] = await Promise.all([o.reportItems, o.reportCheckouts, o.reportPurchases, o.reportReleases].map((text) => rows(sql, text, [saleId])))
+      return reportOf(items!, checkouts!, purchases!, released!)
+    },
+
+    keepAudit: async (audit: Audit) => {
+      await ensureSchema(sql)
+      await rows(sql, o.insertAudit, [audit.saleId, audit.at, audit.trigger, audit.count, audit.rebuiltAt !== null, JSON.stringify(auditView(audit))])
+    },
+    latestAudit: async (saleId) => {
+      await ensureSchema(sql)
+      const [row] = await rows(sql, o.latestAudit, [saleId])
+      return row && auditOfView(JSON.parse(String(row.result)))
+    },
+    recentAudits: async (since) => {
+      await ensureSchema(sql)
+      return (await rows(sql, o.recentAudits, [Math.floor(since)])).map((r) => auditOfView(JSON.parse(String(r.result))))
     },
 
     counts: async (saleId: number) => {

@@ -13,7 +13,7 @@ import { generatedCatalog, type Catalog } from "../sale/catalog"
 import { defaultRetentionMs } from "../sale/clock"
 import { newCode, saleOfCode } from "../sale/codes"
 import { UnavailableError, type CheckoutResult, type Engine, type Health, type NextSale, type PurchaseResult, type SaleStatus } from "../sale/engine"
-import { createOperator } from "../sale/operator"
+import { createOperator, withAudits } from "../sale/operator"
 import type { DecisionRecord, PurchaseRecord } from "../sale/records"
 import { publicItem, purchasableUntil, type Sale } from "../sale/sales"
 import { stateOf } from "../sale/shelf"
@@ -62,6 +62,8 @@ export type RedisEngine = Engine & {
 /** Script calls for one batch at most: a sale boundary or a rebuild can each send a call back once. */
 const attempts = 4
 const maintenanceEveryMs = 250
+/** How often sales that are over are looked at for their audit. */
+const auditEveryMs = 2000
 const lagDegradedMs = 5000
 /** A sale the estimate says opens this soon is asked of its script: the node's clock decides the boundary. */
 const boundaryMarginMs = 1000
@@ -80,6 +82,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   const book = createBook(store, config.saleSchedule ?? "recurring", recurring)
   const sale = createLifecycle({ redis, sql, scripts, ledger, book, retentionMs, shards, now, log, onRebuild: () => metrics.rebuilds.inc() })
   const live = createLive({ redis, scripts, book, sale, shards, log })
+  const operator = createOperator(store, live.live, { userLimit: config.userLimit, holdMs: config.holdSeconds * 1000 }, { onAction: (action) => metrics.adminActions.inc(action), log })
   let mismatch: string | undefined
 
   /** The sale to decide a checkout in by the estimated clock: the open one, or (`soon`) one about to open; undefined: no sale is open. */
@@ -265,13 +268,14 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     const failing = { maintenance: lastMaintenanceError || undefined, journal_recovery: ledger.recoveryError() }
     const background = failing.maintenance || failing.journal_recovery ? { status: "failing", ...failing } : { status: "ok" }
     const status = !ready ? "down" : postgresCheck.status !== "ok" || lagging || background.status !== "ok" ? "degraded" : "ok"
-    return { status, checks: { engine: "redis", schedule: book.schedule().kind, redis: redisCheck, postgres: postgresCheck, ledger: ledgerCheck, background } }
+    return withAudits({ status, checks: { engine: "redis", schedule: book.schedule().kind, redis: redisCheck, postgres: postgresCheck, ledger: ledgerCheck, background } }, operator.auditStatus())
   }
 
   let timer: ReturnType<typeof setInterval> | undefined
   let maintaining = false
   let lastMaintenanceError = ""
   let lastPoll = 0
+  let lastAuditCheck = 0
   return {
     name: "redis",
     checkout,
@@ -279,7 +283,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     status,
     health,
     shelf: live.shelf,
-    operator: createOperator(store, live.live, { userLimit: config.userLimit, holdMs: config.holdSeconds * 1000 }),
+    operator,
     claimShards,
     async prepare() {
       await book.load().catch((error) => {
@@ -305,11 +309,22 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
             throw new Error(`following operators' changes: ${(error as Error).message}`)
           }
         }
+        // The audits of sales that are over, every few seconds.
+        const audit = async () => {
+          if (Date.now() - lastAuditCheck < auditEveryMs) return
+          lastAuditCheck = Date.now()
+          try {
+            await operator.maintain()
+          } catch (error) {
+            throw new Error(`auditing: ${(error as Error).message}`)
+          }
+        }
         claimShards()
-          .then(() => Promise.allSettled([follow(), sale.maintain()]))
-          .then(([followed, maintained]) => {
+          .then(() => Promise.allSettled([follow(), sale.maintain(), audit()]))
+          .then(([followed, maintained, audited]) => {
             if (maintained.status === "rejected") throw maintained.reason
             if (followed.status === "rejected") throw followed.reason
+            if (audited.status === "rejected") throw audited.reason
           })
           .then(() => live.tickShelf())
           .then(() => (lastMaintenanceError = ""))

@@ -107,6 +107,9 @@ export const logKey = (part: string | number) => `{sale:${part}}:log`
 /** Held briefly by the instance that recovers a part's journal, so that instances do not all do the same work. */
 export const drainLockKey = (part: string | number) => `{sale:${part}}:drain`
 
+/** Held by the one instance that does a piece of work once for all (a sale's audit). */
+export const onceKey = (key: string) => `flashsale:once:${key}`
+
 /** Set of the parts ("S" or "S:k") whose journal the ledger recovers. */
 export const saleRegistryKey = "flashsale:sales"
 

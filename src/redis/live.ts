@@ -16,8 +16,10 @@ import { shelfOf } from "../sale/shelf"
 import type { Shelf } from "../sale/engine"
 import type { Book } from "./book"
 import type { Lifecycle } from "./lifecycle"
-import { availKey, itemShard, layoutVersion, partsOf, saleKeys, settingsLockKey, statsKey } from "./keys"
-import type { Scripts } from "./scripts"
+import { availKey, codeShard, itemShard, userShard, layoutVersion, logKey, onceKey, partsOf, saleKeys, settingsLockKey, statsKey } from "./keys"
+import { codeRecord, type Scripts } from "./scripts"
+import { UnavailableError } from "../sale/engine"
+import type { LiveView } from "../sale/audit"
 
 const lockMs = 10_000
 
@@ -118,6 +120,89 @@ export function createLive({ redis, scripts, book, sale: lifecycle, shards, log 
     },
     reload: () => book.load(),
     schedule: () => book.schedule(),
+    async release(sale, code) {
+      const shard = shards === 1 ? 0 : codeShard(code, shards)
+      if (shard === undefined) return { kind: "none" }
+      const part = parts(sale.id)[shard]!
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const reply = await scripts.releaseHold(saleKeys(part), lifecycle.nowArg(), sale.id, code)
+        if (reply.kind === "notReady") await lifecycle.rebuild(sale)
+        else if (reply.kind === "released") {
+          // A split sale's user shard lists the hold: it is told at once, so the user's slot is free now, not at its expiry.
+          if (shards > 1) await scripts.shardUnslot(saleKeys(parts(sale.id)[userShard(reply.userId, shards)]!), sale.id, [[reply.userId, code, "ended"]])
+          return { kind: "released", hold: { itemId: reply.itemId, unit: reply.unit, userId: reply.userId, code, at: reply.expiresAt } }
+        }
+        else return { kind: reply.kind }
+      }
+      throw new UnavailableError(`sale ${sale.id} is being rebuilt; try again`)
+    },
+    view: (sale) => viewOf(sale),
+    async settled(sale) {
+      const lengths = await Promise.all(parts(sale.id).map((part) => redis.xlen(logKey(part))))
+      return lengths.every((n) => n === 0)
+    },
+    async once(key, work) {
+      const lock = onceKey(key)
+      if ((await redis.set(lock, token, "PX", 60_000, "NX")) !== "OK") return undefined
+      try {
+        return await work()
+      } finally {
+        if ((await redis.get(lock).catch(() => null)) === token) await redis.del(lock).catch(() => {})
+      }
+    },
+  }
+
+  /** Every field of a hash, read in pages so that a large one never blocks Redis for long. */
+  async function scanHash(key: string, each: (field: string, value: string) => void): Promise<void> {
+    let cursor = "0"
+    do {
+      const [next, entries] = await redis.hscan(key, cursor, "COUNT", 1000)
+      for (let i = 0; i + 1 < entries.length; i += 2) each(entries[i]!, entries[i + 1]!)
+      cursor = next
+    } while (cursor !== "0")
+  }
+
+  /**
+   * A sale's live state for the audit (sale/audit.ts), read from every part once each has released its expired
+   * holds; undefined when a part is not initialised (forgotten past retention, or lost and not rebuilt).
+   */
+  async function viewOf(sale: Sale): Promise<LiveView | undefined> {
+    const now = lifecycle.estimatedNow()
+    const view: LiveView = { sold: [], holds: [], items: new Map(), users: new Map(), counters: { checkouts: { accepted: 0, rejected: 0 }, purchases: { accepted: 0, rejected: 0 } }, rebuiltAt: null }
+    const live = new Set<string>()
+    const listed: { userId: string; n: number; codes: string[] }[] = []
+    for (const part of parts(sale.id)) {
+      await scripts.release(saleKeys(part), lifecycle.nowArg())
+      const [v, cOk, cRej, pOk, pRej, rebuilt] = await redis.hmget(statsKey(part), "v", "c_ok", "c_rej", "p_ok", "p_rej", "rebuilt")
+      if (v !== layoutVersion) return undefined
+      view.counters.checkouts.accepted += Number(cOk)
+      view.counters.checkouts.rejected += Number(cRej)
+      view.counters.purchases.accepted += Number(pOk)
+      view.counters.purchases.rejected += Number(pRej)
+      if (Number(rebuilt) > 0) view.rebuiltAt = Math.max(view.rebuiltAt ?? 0, Number(rebuilt))
+      const [items, codes, users] = saleKeys(part)
+      await scanHash(codes!, (code, value) => {
+        const r = codeRecord(value)
+        if (!r) return
+        const unit = { itemId: r.itemId, unit: r.unit, userId: r.userId, code, at: r.at }
+        if (r.kind === "p") view.sold.push(unit)
+        else if (r.kind === "h" && r.at > now) view.holds.push(unit)
+        if (r.kind === "p" || (r.kind === "h" && r.at > now)) live.add(code)
+      })
+      await scanHash(items!, (field, value) => {
+        if (field.includes("|")) return
+        const [, , sold, held] = value.split("|")
+        view.items.set(Number(field), { sold: Number(sold), held: Number(held) })
+      })
+      await scanHash(users!, (user, value) => {
+        if (shards === 1) view.users.set(user, Number(value))
+        else listed.push({ userId: user, n: Number(value.split("|")[0]), codes: [...value.matchAll(/\|([^:|]+):\d+/g)].map((m) => m[1]!) })
+      })
+    }
+    // A user shard counts a listed hold until it asks what became of it: one that ended unbought no longer counts.
+    for (const { userId, n, codes } of listed) view.users.set(userId, n - codes.filter((c) => !live.has(c)).length)
+    for (const [user, n] of view.users) if (n <= 0) view.users.delete(user)
+    return view
   }
 
   /** Units available by position, from each part's avail string (lua/prelude.lua), or undefined while a part is not initialised. */

@@ -18,12 +18,13 @@ import shardUnslot from "../../lua/shard_unslot.lua" with { type: "text" }
 import shardVerify from "../../lua/shard_verify.lua" with { type: "text" }
 import itemsIfReady from "../../lua/items_if_ready.lua" with { type: "text" }
 import clock from "../../lua/clock.lua" with { type: "text" }
+import releaseHold from "../../lua/release_hold.lua" with { type: "text" }
 import { UnavailableError } from "../sale/engine"
 import { checkoutOutcome, control, purchaseOutcome, type CheckoutOutcome, type PurchaseOutcome } from "../sale/outcomes"
 import { layoutVersion, saleKeyCount } from "./keys"
 import type { SaleItems } from "../sale/sales"
 
-const bodies = { checkout, purchase, release, status, initSale, settings, shardHold, shardSlot, shardSettle, shardUnslot, shardVerify, itemsIfReady, clock }
+const bodies = { checkout, purchase, release, status, initSale, settings, shardHold, shardSlot, shardSettle, shardUnslot, shardVerify, itemsIfReady, clock, releaseHold }
 type ScriptName = keyof typeof bodies
 type Raw = (keys: string[], args: (string | number | Buffer)[]) => Promise<any>
 
@@ -133,6 +134,15 @@ export function registerScripts(redis: RedisClient) {
       return { now: n[1]!, sold: n[2]!, held: n[3]!, units: n[4]!, checkoutsOk: n[5]!, checkoutsRejected: n[6]!, purchasesOk: n[7]!, purchasesRejected: n[8]!, paused: n[9] === 1, closes: n[10]!, rev: n[11]! }
     },
     release: (keys: string[], now: string): Promise<number> => raw.release(keys, [now]).then(Number),
+    /** An operator's release of a live hold (lua/release_hold.lua). */
+    async releaseHold(keys: string[], now: string, saleId: number, code: string): Promise<{ kind: "released"; itemId: number; unit: number; userId: string; expiresAt: number } | { kind: "bought" | "none" | "notReady" }> {
+      const r: any[] = await raw.releaseHold(keys, [now, saleId, code])
+      const head = Number(r[0])
+      if (head === control.notReady) return { kind: "notReady" }
+      if (head === -7) return { kind: "bought" }
+      if (head !== 0) return { kind: "none" }
+      return { kind: "released", itemId: Number(r[1]), unit: Number(r[2]), userId: String(r[3]), expiresAt: Number(r[4]) }
+    },
     initSale(keys: string[], now: string, saleId: number, init: InitArgs): Promise<1 | 0 | -1> {
       const args: (string | number | Buffer)[] = [now, saleId, init.mode, init.settings, init.avail, `${init.units}|${init.uniform}`, init.split, ...init.counters]
       for (const kept of [init.sold, init.holds]) {

@@ -60,7 +60,8 @@ const soldOutTrustMs = 1000
  * when set, is the node's time a step said the sale it tried was not open at, and then only a sale open at that
  * time is tried, never one about to open.
  */
-type Wanted = { userId: string; itemId: number; others?: "sold-out" | "selling"; wait: boolean; round: number; at?: number }
+/** `closed`: a sale a step found not open at the node's time `at` (an instance's copy of the sales may lag behind an end). */
+type Wanted = { userId: string; itemId: number; others?: "sold-out" | "selling"; wait: boolean; round: number; at?: number; closed?: number }
 
 export type ShardedCheckoutOptions = {
   redis: RedisClient
@@ -92,7 +93,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     if (w.round >= maxRounds) return Promise.reject(new UnavailableError("the sale is changing; try again"))
     const at = w.at ?? lifecycle.estimatedNow()
     const open = candidate(at, w.at === undefined)
-    if (!open) return Promise.resolve(noSale(at))
+    if (!open || open.id === w.closed) return Promise.resolve(noSale(at))
     const k = itemShard(open.items.position(w.itemId), shards)
     const key = `${open.id}:${k}`
     let queue = holdQueues.get(key)
@@ -141,7 +142,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     if (reply.kind === "closed") {
       // Not open at the node's time: each request goes to the sale that is, if one is (its item may be on another shard there).
       lifecycle.syncClock().catch(() => {})
-      return batch.map((w) => submit({ ...w, at: reply.now, round: w.round + 1 }))
+      return batch.map((w) => submit({ ...w, at: reply.now, closed: open.id, round: w.round + 1 }))
     }
     const at = reply.now
     const records: CheckoutRecord[] = []

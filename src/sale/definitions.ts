@@ -61,6 +61,54 @@ export function definitionQueries(dialect: Dialect) {
   }
 }
 
+/**
+ * What running a sale reads and keeps beside its decisions: releases by hand, a user's units, the orders, a
+ * report's counts, audits. Placeholders and times as in definitionQueries.
+ */
+export function operationQueries(dialect: Dialect) {
+  const p = (n: number) => (dialect === "postgres" ? `$${n}` : `?${n}`)
+  const t = (n: number) => (dialect === "postgres" ? `to_timestamp(${p(n)}::bigint / 1000.0)` : p(n))
+  const ms = (column: string) => (dialect === "postgres" ? `(extract(epoch from ${column}) * 1000)::bigint::text` : column)
+  const notReleased = "not exists (select 1 from hold_releases r where r.sale_id = a.sale_id and r.code = a.code)"
+  return {
+    insertRelease: `insert into hold_releases (sale_id, code, released_at, client) values (${p(1)}, ${p(2)}, ${t(3)}, ${p(4)}) on conflict do nothing`,
+    /** A user's (p2) purchases in a sale (p1). */
+    userPurchases: `select item_id, unit, user_id, code, ${ms("purchased_at")} as at from purchases where sale_id = ${p(1)} and user_id = ${p(2)} order by purchased_at, item_id, unit`,
+    /** A user's (p2) holds in a sale (p1) live at p3: not expired, bought or released. */
+    userHolds: `select a.item_id, coalesce(a.unit, 1) as unit, a.user_id, a.code, ${ms("a.expires_at")} as at from checkout_attempts a
+      where a.sale_id = ${p(1)} and a.user_id = ${p(2)} and a.outcome = 'reserved' and a.expires_at > ${t(3)}
+        and not exists (select 1 from purchases s where s.code = a.code) and ${notReleased}
+      order by a.expires_at`,
+    /** A sale's (p1) purchases, oldest first: the orders. */
+    orders: `select item_id, unit, user_id, code, ${ms("purchased_at")} as at from purchases where sale_id = ${p(1)} order by purchased_at, item_id, unit`,
+    reportItems: `select item_id, count(*) as sold, ${ms("min(purchased_at)")} as first, ${ms("max(purchased_at)")} as last from purchases where sale_id = ${p(1)} group by item_id`,
+    reportCheckouts: `select outcome, count(*) as n from checkout_attempts where sale_id = ${p(1)} group by outcome`,
+    reportPurchases: `select outcome, count(*) as n from purchase_attempts where sale_id = ${p(1)} group by outcome`,
+    reportReleases: `select count(*) as n from hold_releases where sale_id = ${p(1)}`,
+    insertAudit: `insert into sale_audits (sale_id, at, trigger, differences, rebuilt, result) values (${p(1)}, ${t(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)})`,
+    latestAudit: `select result from sale_audits where sale_id = ${p(1)} order by id desc limit 1`,
+    /** The latest audit of each sale audited since p1. */
+    recentAudits: `select a.result from sale_audits a where a.at > ${t(1)} and a.id = (select max(b.id) from sale_audits b where b.sale_id = a.sale_id)`,
+  }
+}
+
+/** A unit of a user's, or an order: item, unit, buyer, code and time (purchase, or a hold's expiry). */
+export type KeptUnit = { itemId: number; unit: number; userId: string; code: string; at: number }
+export const keptUnitOf = (r: SaleRow): KeptUnit => ({ itemId: Number(r.item_id), unit: Number(r.unit), userId: String(r.user_id), code: String(r.code), at: toMs(r.at) })
+
+/** What a sale's report reads from the store. */
+export type ReportRows = { items: { itemId: number; sold: number; first: number; last: number }[]; checkouts: Record<string, number>; purchases: Record<string, number>; released: number }
+
+export function reportOf(items: SaleRow[], checkouts: SaleRow[], purchases: SaleRow[], released: SaleRow[]): ReportRows {
+  const outcomes = (rows: SaleRow[]) => Object.fromEntries(rows.map((r) => [String(r.outcome), Number(r.n)]))
+  return {
+    items: items.map((r) => ({ itemId: Number(r.item_id), sold: Number(r.sold), first: toMs(r.first), last: toMs(r.last) })),
+    checkouts: outcomes(checkouts),
+    purchases: outcomes(purchases),
+    released: Number(released[0]?.n ?? 0),
+  }
+}
+
 const num = (v: unknown) => (v === null || v === undefined ? null : Number(v))
 /** A time as either dialect returns it: Unix ms (as text or a number) or ISO-8601 text. */
 export const toMs = (v: unknown): number => (typeof v === "number" ? v : /^\d+$/.test(String(v)) ? Number(v) : Date.parse(String(v)))

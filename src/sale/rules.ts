@@ -178,6 +178,16 @@ export function restoreSale(saleId: number, items: SaleItems, settings: Settings
   return sale
 }
 
+/** An operator's release of a live hold by hand (lua/release_hold.lua): ended as if it expired now. */
+export function releaseHold(sale: SaleState, now: number, code: string): { kind: "released"; hold: Held } | { kind: "bought" | "none" } {
+  sweep(sale, now)
+  const found = sale.codes.get(code)
+  if (!found) return { kind: "none" }
+  if (found.kind === "p") return { kind: "bought" }
+  endHold(sale, found)
+  return { kind: "released", hold: found }
+}
+
 /** Returns every hold expired at `now` to stock (lua/prelude.lua's sweep). */
 export function sweep(sale: SaleState, now: number): number {
   let released = 0

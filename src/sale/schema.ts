@@ -63,6 +63,18 @@ export const tables: Table[] = [
     primaryKey: ["sale_id", "item_id"],
   },
   {
+    // Holds an operator released by hand: a rebuild from the store never brings one back.
+    name: "hold_releases",
+    columns: [["sale_id", "bigint"], ["code", "text"], ["released_at", "time"], ["client", "text", "null"]],
+    primaryKey: ["sale_id", "code"],
+  },
+  {
+    // Each audit of a sale's live state against the store (sale/audit.ts): its verdict and what it found, as JSON.
+    name: "sale_audits",
+    numbered: true,
+    columns: [["sale_id", "bigint"], ["at", "time"], ["trigger", "text"], ["differences", "int"], ["rebuilt", "bool"], ["result", "text"]],
+  },
+  {
     // Every operator action, never the token: kept before it is answered.
     name: "admin_actions",
     numbered: true,
@@ -77,6 +89,7 @@ const indexes: { name: string; on: string; dialects: Dialect[] }[] = [
   { name: "purchase_attempts_sale", on: "purchase_attempts (sale_id, outcome)", dialects: ["sqlite"] },
   { name: "sales_rev", on: "sales (rev)", dialects: ["postgres", "sqlite"] },
   { name: "admin_actions_sale", on: "admin_actions (sale_id, at)", dialects: ["postgres", "sqlite"] },
+  { name: "sale_audits_sale", on: "sale_audits (sale_id, id)", dialects: ["postgres", "sqlite"] },
 ]
 
 const types: Record<Dialect, Record<Type, string>> = {
@@ -142,10 +155,10 @@ export function sqliteMigration(table: Table, existing: { name: string; pk: numb
 }
 
 /**
- * What rebuilds a sale: its counters, what was sold, and the holds still live at a time and not bought. Each
- * query takes the sale id as its first parameter; `holds` takes the time as its second, as the dialect keeps
- * times (timestamptz from Unix ms in PostgreSQL, ISO text in SQLite). Times come back as Unix ms. A hold kept
- * by an earlier version has no unit: it was unit 1.
+ * What rebuilds a sale: its counters, what was sold, and the holds still live at a time, not bought and not
+ * released by an operator. Each query takes the sale id as its first parameter; `holds` takes the time as its
+ * second, as the dialect keeps times (timestamptz from Unix ms in PostgreSQL, ISO text in SQLite). Times come
+ * back as Unix ms. A hold kept by an earlier version has no unit: it was unit 1.
  */
 export function recoveryQueries(dialect: Dialect) {
   const [sale, now] = dialect === "postgres" ? ["$1", "to_timestamp($2::bigint / 1000.0)"] : ["?1", "?2"]
@@ -158,6 +171,7 @@ export function recoveryQueries(dialect: Dialect) {
     holds: `select a.item_id, coalesce(a.unit, 1) as unit, a.user_id, a.code, ${ms("a.expires_at")} as at from checkout_attempts a
       where a.sale_id = ${sale} and a.outcome = 'reserved' and a.expires_at > ${now}
         and not exists (select 1 from purchases p where p.code = a.code)
+        and not exists (select 1 from hold_releases r where r.sale_id = a.sale_id and r.code = a.code)
       order by a.expires_at`,
   }
 }
