@@ -23,6 +23,7 @@ const periodMs = 60_000
 type Op =
   | { op: "checkout"; user: number; item: number }
   | { op: "purchase"; ref: number }
+  | { op: "release"; ref: number }
   | { op: "bogus"; sale: number }
   | { op: "advance"; ms: number }
   | { op: "status" }
@@ -66,6 +67,7 @@ const opArb = (items: number[]): fc.Arbitrary<Op> =>
     { weight: 6, arbitrary: fc.record({ op: fc.constant("checkout" as const), user: fc.integer({ min: 0, max: 2 }), item: fc.constantFrom(...items) }) },
     { weight: 4, arbitrary: fc.record({ op: fc.constant("purchase" as const), ref: fc.integer({ min: 0, max: 7 }) }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("bogus" as const), sale: fc.integer({ min: -1, max: 3 }) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant("release" as const), ref: fc.integer({ min: 0, max: 7 }) }) },
     { weight: 2, arbitrary: fc.record({ op: fc.constant("advance" as const), ms: fc.constantFrom(1, 999, 4_999, 5_000, 9_999, 10_000, 10_001, 20_000, 30_000, 59_999, 60_000, 120_000) }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("status" as const) }) },
   )
@@ -109,6 +111,17 @@ async function apply(side: Side, op: Op): Promise<unknown> {
     }
     case "bogus":
       return side.engine.purchase(bogusCode(side, op.sale))
+    case "release": {
+      // An operator's release by hand: the same answer, and the same state after, on every engine.
+      const code = side.issued[op.ref]
+      if (code === undefined) return "no such code yet"
+      try {
+        const released = await side.engine.operator.releaseHold(code, null)
+        return { ...released, code: label(side, code) }
+      } catch (error) {
+        return { refused: (error as { code?: string }).code ?? String(error) }
+      }
+    }
     case "advance":
       await side.h.moveTo(side.h.clock.now + op.ms)
       return op.ms
