@@ -277,7 +277,7 @@ for (const backend of backends) {
       await end(id)
     }, 30_000)
 
-    test.skipIf(backend.bigExport === false)("100,000 orders stream from the store with the server's memory flat", async () => {
+    if (backend.bigExport !== false) test("100,000 orders stream from the store with the server's memory flat", async () => {
       const id = await plan("Big export", [{ id: 1, name: "Ticket", image: "/t.jpg", price: 1, stock: 100_000, per_user: 100_000 }], Date.now() + 3_600_000)
       await end(id)
       const pg = b.flush !== undefined

@@ -33,7 +33,16 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
 
 const isRoot = process.getuid?.() === 0
 
-export type RedisServer = { url: string; port: number; pid(): number | undefined; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> }
+export type RedisServer = {
+  url: string
+  port: number
+  pid(): number | undefined
+  stop(): Promise<void>
+  /** A shell command that stops it and removes its files: for a watchdog that outlives this process. */
+  stopCommand(): string
+  kill(): Promise<void>
+  start(): Promise<void>
+}
 
 /** Starts redis-server on a free port; start() after kill() brings it back on the same port, empty. `requirepass`: clients must AUTH with it. */
 export async function startRedis({ requirepass }: { requirepass?: string } = {}): Promise<RedisServer> {
@@ -67,6 +76,7 @@ export async function startRedis({ requirepass }: { requirepass?: string } = {})
       await kill()
       rmSync(dir, { recursive: true, force: true })
     },
+    stopCommand: () => `kill -9 ${proc?.pid ?? 0} 2>/dev/null; rm -rf '${dir}'`,
   }
 }
 
@@ -85,6 +95,8 @@ export type PostgresServer = {
   url: string
   pid(): number | undefined
   stop(): Promise<void>
+  /** A shell command that stops it at once and removes its files: for a watchdog that outlives this process. */
+  stopCommand(): string
   halt(): Promise<void>
   start(): Promise<void>
   /** SIGSTOP / SIGCONT to the postmaster and every backend: a PostgreSQL that accepts connections and answers nothing. */
@@ -147,6 +159,7 @@ export async function startPostgres({ password }: { password?: string } = {}): P
       await run([join(bin, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"]).catch(() => {})
       rmSync(dir, { recursive: true, force: true })
     },
+    stopCommand: () => `cd '${dir}' && ${asOwner([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"]).map((a) => `'${a}'`).join(" ")} >/dev/null 2>&1; cd /; rm -rf '${dir}'`,
   }
 }
 

@@ -1,5 +1,9 @@
-/** Preloaded by bunfig.toml: one throwaway redis-server and postgres for the whole run, unless TEST_REDIS_URL / TEST_DATABASE_URL name running ones. */
-import { afterAll } from "bun:test"
+/**
+ * Preloaded by bunfig.toml: one throwaway redis-server and postgres for the whole run (for each worker of
+ * `--parallel`), unless TEST_REDIS_URL / TEST_DATABASE_URL name running ones. A watchdog stops them once this
+ * process is gone: bun test ends its processes without an exit event, and under `--parallel --no-isolate` a hook
+ * after all tests runs after each file, under the next one's feet.
+ */
 import { preflight } from "./preflight"
 import { startPostgres, startRedis, type PostgresServer, type RedisServer } from "./services"
 
@@ -24,6 +28,8 @@ try {
   console.error(`test services could not start: ${(error as Error).message}`)
 }
 
-afterAll(async () => {
-  await Promise.allSettled([redis?.stop(), pg?.stop()])
-})
+const stops = [redis, pg].flatMap((s) => (s ? [s.stopCommand()] : []))
+if (stops.length > 0) {
+  const watchdog = Bun.spawn(["sh", "-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 0.5; done; ${stops.join("; ")}`], { stdin: "ignore", stdout: "ignore", stderr: "ignore" })
+  watchdog.unref()
+}
