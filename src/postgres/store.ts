@@ -6,6 +6,104 @@ import { ensureSchema } from "./schema"
 
 const recovery = recoveryQueries("postgres")
 
+const copyColumns = {
+  checkouts: "checkout_attempts (sale_id, event_id, user_id, item_id, outcome, code, unit, expires_at, created_at)",
+  purchases: "purchase_attempts (sale_id, event_id, code, outcome, user_id, item_id, unit, created_at)",
+  sold: "purchases (sale_id, item_id, unit, user_id, code, purchased_at)",
+}
+const escapes: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" }
+/** A field in COPY's text format: \N for null; a backslash, tab, newline or carriage return escaped. */
+const field = (value: string | number | null) => (value === null ? "\\N" : typeof value === "number" ? String(value) : /[\\\t\n\r]/.test(value) ? value.replace(/[\\\t\n\r]/g, (c) => escapes[c]!) : value)
+
+/** COPY's text of the records, one kind of row per table; a batch shares its decision time, so its text is made once. */
+function copyText(records: DecisionRecord[]): { checkouts: string; purchases: string; sold: string } {
+  let checkouts = ""
+  let purchases = ""
+  let sold = ""
+  let lastMs = NaN
+  let lastIso = ""
+  const iso = (ms: number | null) => (ms === null ? "\\N" : ms === lastMs ? lastIso : ((lastMs = ms), (lastIso = new Date(ms).toISOString())))
+  for (const r of records) {
+    if (r.kind === "checkout") {
+      const expires = r.expiresAt === null ? "\\N" : new Date(r.expiresAt).toISOString()
+      checkouts += `${r.saleId}\t${field(r.eventId!)}\t${field(r.userId)}\t${r.itemId}\t${r.outcome}\t${field(r.code)}\t${field(r.unit)}\t${expires}\t${iso(r.at)}\n`
+    } else {
+      purchases += `${r.saleId}\t${field(r.eventId!)}\t${field(r.code)}\t${r.outcome}\t${field(r.userId)}\t${field(r.itemId)}\t${field(r.unit)}\t${iso(r.at)}\n`
+      if (r.outcome === "purchased") sold += `${r.saleId}\t${r.itemId}\t${r.unit ?? 1}\t${field(r.userId)}\t${field(r.code)}\t${iso(r.at)}\n`
+    }
+  }
+  return { checkouts, purchases, sold }
+}
+
+/**
+ * Runs a statement of the transaction once the connection takes statements again: a COPY stream hands its end
+ * to the connection a few ticks after it is ended, and until then postgres.js refuses statements (COPY_IN_PROGRESS).
+ */
+async function whenFree<T>(statement: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await statement()
+    } catch (error) {
+      if ((error as { code?: string }).code !== "COPY_IN_PROGRESS") throw error
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+}
+
+/**
+ * Streams rows into a table with COPY. It does not wait for the server's word: postgres.js loses a refusal that
+ * comes after the rows are sent (a unique key), and the stream then never finishes. The transaction's next
+ * statement finds out instead: it fails (the transaction is aborted) when the COPY was refused.
+ */
+async function copyIn(tx: Sql, table: string, text: string): Promise<void> {
+  if (text === "") return
+  const stream = await whenFree(() => tx.unsafe(`copy ${table} from stdin`).writable())
+  // postgres.js's stream sends CopyFail when destroyed, and destroys itself once finished: by then the next COPY of
+  // the transaction may have begun, and the stray CopyFail would abort it. The server's word never needs one.
+  ;(stream as unknown as { _destroy: (error: Error | null, done: (error: Error | null) => void) => void })._destroy = (error, done) => done(error)
+  // When the refusal does reach the stream, it is an error event: the transaction's failure reports it.
+  stream.on("error", () => {})
+  await new Promise<void>((resolve, reject) => stream.write(text, (error) => (error ? reject(error) : resolve())))
+  stream.end()
+}
+
+/**
+ * What a refused COPY looks like to the statements after it: the key's refusal itself, the transaction aborted,
+ * or the commit turned into a rollback. Then the statements that skip what is kept take over.
+ */
+const refusedCopy = new Set(["23505", "25P02", "TRANSACTION_ROLLED_BACK"])
+
+/**
+ * Writes the records in one transaction, and returns the codes of purchases PostgreSQL refused because it has
+ * their unit sold under another code (kept as `item_sold` attempts, never answered as sales).
+ *
+ * Nearly every commit holds only rows never written before, and COPY loads them at a fraction of the server's
+ * work per row that ON CONFLICT costs. When one is there already (a rebuild's drain or a recovery writing rows
+ * another instance is still committing, or a unit sold twice after a Redis loss), the keys refuse the COPY,
+ * nothing of it is kept, and the same records go through statements that skip what is kept: writing a record
+ * again changes nothing on every commit, whichever way it went.
+ */
+export async function writeRecords(sql: Sql, records: DecisionRecord[]): Promise<Set<string>> {
+  await ensureSchema(sql)
+  if (records.length === 0) return new Set()
+  const text = copyText(records)
+  try {
+    await sql.begin(async (tx) => {
+      const copy = tx as unknown as Sql
+      // Sales first: the table most likely to refuse, before the others' rows are sent.
+      await copyIn(copy, copyColumns.sold, text.sold)
+      await copyIn(copy, copyColumns.checkouts, text.checkouts)
+      await copyIn(copy, copyColumns.purchases, text.purchases)
+      // The last COPY's word, before the commit: aborted if it was refused.
+      await whenFree(() => tx`select 1`)
+    })
+    return new Set()
+  } catch (error) {
+    if (!refusedCopy.has((error as { code?: string }).code ?? "")) throw error
+    return insertRecords(sql, records)
+  }
+}
+
 /** Unix ms as text, which the inserts turn into timestamptz. */
 const msText = (ms: number | null) => (ms === null ? null : String(ms))
 
@@ -17,13 +115,11 @@ function columnsOf<R, T extends unknown[]>(records: R[], fields: (record: R) => 
 }
 
 /**
- * Writes the records in one transaction. Each attempt is keyed by (sale_id, event_id), so writing a
- * record again changes nothing. The store itself refuses a second sale of a unit: the codes returned
- * are purchases whose unit PostgreSQL already has sold under another code; they are kept as `item_sold`
- * attempts and must not be answered as sales.
+ * The records in one transaction, by statements that skip what is kept already (ON CONFLICT DO NOTHING): a
+ * record written again changes nothing, and a purchase whose unit PostgreSQL has sold under another code is
+ * found through RETURNING. Its code is returned: kept as an `item_sold` attempt, never answered as a sale.
  */
-export async function writeRecords(sql: Sql, records: DecisionRecord[]): Promise<Set<string>> {
-  await ensureSchema(sql)
+async function insertRecords(sql: Sql, records: DecisionRecord[]): Promise<Set<string>> {
   const refused = new Set<string>()
   if (records.length === 0) return refused
   const checkouts = records.filter((r) => r.kind === "checkout")
