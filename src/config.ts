@@ -1,4 +1,5 @@
 /** Typed configuration from environment variables and `--flag value` arguments. Only this file reads the environment. */
+import { availableParallelism } from "node:os"
 import { displayUrl } from "./redact"
 
 export type Config = {
@@ -42,6 +43,8 @@ export type Config = {
   adminTokenFile: string | undefined
   /** Origins a storefront may call the public endpoints from (CORS), or "*" for any; empty: none. */
   corsOrigins: string[]
+  /** Redis engine: processes serving the port together (src/supervisor.ts); 1 serves in this process. */
+  workers: number
 }
 
 type Option = {
@@ -99,6 +102,13 @@ const origins = (raw: string) => {
   return bad.length > 0 ? new Error(`expected * or origins like https://shop.example (no path), separated by commas; not ${bad.join(", ")}`) : list.map((o) => o.replace(/\/$/, ""))
 }
 
+/** A count of processes, or `auto`: one per core this process may use. */
+const processCount = (raw: string) => {
+  if (raw === "auto") return availableParallelism()
+  const n = integer(1, 1024)(raw)
+  return n instanceof Error ? new Error("expected a whole number from 1 to 1024, or auto (one per core)") : n
+}
+
 /** An IPv4 or IPv6 address, or a host name, as the listener takes it ([::1] is ::1). */
 const address = (raw: string) => {
   const bare = raw.startsWith("[") && raw.endsWith("]") ? raw.slice(1, -1) : raw
@@ -126,6 +136,7 @@ export const options: Option[] = [
   { env: "ADMIN_TOKEN", flag: "admin-token", key: "adminToken", default: "", help: "the operator API's bearer token, 32+ characters (unset: /admin is off)", parse: token, secret: true },
   { env: "ADMIN_TOKEN_FILE", flag: "admin-token-file", key: "adminTokenFile", default: "", help: "a file holding the operator API's token", parse: (raw) => raw || undefined },
   { env: "CORS_ORIGINS", flag: "cors-origins", key: "corsOrigins", default: "", help: "origins allowed to call the public endpoints from a browser, or *", parse: origins },
+  { env: "WORKERS", flag: "workers", key: "workers", default: "1", help: "Redis engine: processes serving the port, or auto (one per core)", parse: processCount },
 ]
 
 /** One or more settings the server cannot start with; `problems` names each (the message lists them all). */
@@ -198,9 +209,27 @@ export function readOptions(argv: string[], env: Record<string, string | undefin
     problems.push("REDIS_URL and DATABASE_URL: set both (Redis + PostgreSQL engine) or neither (embedded engine), not just one")
     bad.add("redisUrl")
   }
+  const embedded = !bad.has("redisUrl") && !bad.has("databaseUrl") && !config.redisUrl && !config.databaseUrl
+  if (embedded && !bad.has("workers") && Number(config.workers) > 1) {
+    const given = [...raw].find(([option]) => option.key === "workers")![1]
+    problems.push(`WORKERS (--workers) ${given}: the embedded engine keeps a sale's state in its one process; more than one worker needs the Redis engine (REDIS_URL and DATABASE_URL)`)
+    bad.add("workers")
+  }
   const result: Reading = { config: config as Config, given: new Set([...raw.keys()].map((o) => o.key)), bad, problems }
   if (version) result.version = true
   return result
+}
+
+/** What the supervisor (src/supervisor.ts) tells a worker it starts; not settings, so not in --help. */
+export type WorkerRole = { index: number; supervisorPid: number; port: number }
+
+/** The environment a worker is started with, over the supervisor's. */
+export const workerEnv = (role: WorkerRole) => ({ FLASHSALE_WORKER: String(role.index), FLASHSALE_SUPERVISOR_PID: String(role.supervisorPid), FLASHSALE_WORKER_PORT: String(role.port) })
+
+/** This process's role as a worker, or undefined when no supervisor started it. */
+export function workerRole(env: Record<string, string | undefined>): WorkerRole | undefined {
+  if (!env.FLASHSALE_WORKER) return undefined
+  return { index: Number(env.FLASHSALE_WORKER), supervisorPid: Number(env.FLASHSALE_SUPERVISOR_PID), port: Number(env.FLASHSALE_WORKER_PORT) }
 }
 
 export function helpText(): string {

@@ -1,9 +1,13 @@
-/** The only file with side effects: settings -> listen at once -> connect and prepare the engine -> serve, and a graceful stop. */
+/**
+ * The only file with side effects: settings -> listen at once -> connect and prepare the engine -> serve, and a
+ * graceful stop. With WORKERS > 1 this process supervises that many workers instead (src/supervisor.ts), each of
+ * them this program again, told so by its environment (src/worker.ts).
+ */
 import { probeRedis, redisClient } from "./redis/connect"
 import { probePostgres } from "./postgres/connect"
 import postgres from "postgres"
 import { withCatalog } from "./catalog"
-import { ConfigError, helpText, readOptions, secretValues, type Config } from "./config"
+import { ConfigError, helpText, readOptions, secretValues, workerRole, type Config } from "./config"
 import { displayUrl, redactDeep, redactor } from "./redact"
 import { createApp } from "./http/app"
 import { metrics } from "./metrics"
@@ -19,6 +23,8 @@ import { join } from "node:path"
 import { readFileSync } from "node:fs"
 import http from "node:http"
 import { requestLimits } from "./http/edge"
+import { supervise } from "./supervisor"
+import { joinSupervisor, type SupervisorLink } from "./worker"
 
 /**
  * Every line the process writes goes through this: no password of a configured URL and no operator token, in
@@ -26,17 +32,20 @@ import { requestLimits } from "./http/edge"
  */
 const secrets = secretValues(Bun.argv.slice(2), process.env)
 let redact = redactor(secrets)
-const log = (message: string) => console.log(`${new Date().toISOString()} ${redact(message)}`)
+/** Set when a supervisor started this process: its lines then say which worker wrote them, since all share one log. */
+const worker = workerRole(process.env)
+const label = worker ? `worker ${worker.index}: ` : ""
+const log = (message: string) => console.log(`${new Date().toISOString()} ${label}${redact(message)}`)
 for (const event of ["uncaughtException", "unhandledRejection"] as const) {
   process.on(event, (error) => {
-    console.error(`${new Date().toISOString()} fatal: ${redact((error as Error)?.stack ?? String(error))}`)
+    console.error(`${new Date().toISOString()} ${label}fatal: ${redact((error as Error)?.stack ?? String(error))}`)
     process.exit(1)
   })
 }
 
 /** Exit status 2, as for every setting the server cannot start with: one message naming every one. */
 function refuseToStart(problems: string[]): never {
-  console.error(redact(new ConfigError(problems).message))
+  console.error(label + redact(new ConfigError(problems).message))
   process.exit(2)
 }
 
@@ -51,11 +60,16 @@ const portProblem = (config: Config, error: unknown) => {
   return `${where}: ${portProblems[code] ?? `cannot listen (${code || (error as Error).message})`}`
 }
 
-/** Whether the port can be listened on (without SO_REUSEPORT, so a taken one is found), for a message that names every problem. */
-function portFree(config: Config): string | undefined {
+/**
+ * Listens on HOST:PORT once and closes it: the port (PORT=0 picks one), or the problem. Without SO_REUSEPORT, so
+ * that a port taken by anyone is found, one that listens with SO_REUSEPORT too.
+ */
+function bindOnce(config: Config): number | string {
   try {
-    Bun.serve({ hostname: config.host, port: config.port, reusePort: false, fetch: () => new Response() }).stop(true)
-    return undefined
+    const server = Bun.serve({ hostname: config.host, port: config.port, reusePort: false, fetch: () => new Response() })
+    const port = server.port!
+    server.stop(true)
+    return port
   } catch (error) {
     return portProblem(config, error)
   }
@@ -122,40 +136,56 @@ function readSettings(): { config: Config; catalog: Catalog; store?: Store; admi
   const embedded = !config.redisUrl && !config.databaseUrl && !reading.bad.has("redisUrl") && !reading.bad.has("databaseUrl")
   if (embedded && !reading.bad.has("dataDir")) collect(() => (store = openDataDir(config.dataDir)))
   if (problems.length > 0) {
-    const port = reading.bad.has("port") || reading.bad.has("host") ? undefined : portFree(config)
-    refuseToStart(port ? [...problems, port] : problems)
+    // A worker's siblings hold the port: its supervisor checked it.
+    const port = worker || reading.bad.has("port") || reading.bad.has("host") ? undefined : bindOnce(config)
+    refuseToStart(typeof port === "string" ? [...problems, port] : problems)
   }
-  return { config, catalog, store, adminToken }
+  return { config: worker ? { ...config, port: worker.port } : config, catalog, store, adminToken }
 }
 
 const { config, catalog, store, adminToken } = readSettings()
 const engineName = store ? "embedded" : "redis"
 const holder = swappable(startingEngine(engineName, { waiting_for: "the engine to be prepared" }))
-const app = listen(holder.engine)
 let stopping = false
 /** Stops the engine once it is running; until then there is nothing of it to stop. */
 let stopEngine: () => Promise<void> = async () => {}
-if (store) stopEngine = startEmbeddedEngine(store)
-else void startRedisEngine(config.redisUrl!, config.databaseUrl!).then((stop) => (stopEngine = stop))
-
 const stopWithinMs = 9500
-async function shutdown(signal: string) {
-  if (stopping) return
-  stopping = true
-  log(`${signal}: no longer accepting; finishing requests in flight`)
-  // Bounded even when PostgreSQL hangs: what is not written by then stays in the journal.
-  setTimeout(() => {
-    log(`stopped after ${stopWithinMs} ms with work unfinished`)
-    process.exit(0)
-  }, stopWithinMs).unref()
-  app.closeWatchers()
-  await app.server!.stop()
-  await stopEngine()
-  log("stopped")
-  process.exit(0)
+
+if (config.workers > 1 && !worker) startSupervisor()
+else serve()
+
+/** WORKERS > 1: the port checked (or picked, for PORT=0) here, once, then the workers started on it. */
+function startSupervisor() {
+  const port = bindOnce(config)
+  if (typeof port === "string") refuseToStart([port])
+  supervise({ ...config, port }, log)
 }
-process.on("SIGTERM", () => void shutdown("SIGTERM"))
-process.on("SIGINT", () => void shutdown("SIGINT"))
+
+/** Serves in this process: alone, or as a worker, which also stops once its supervisor is gone. */
+function serve() {
+  const link = worker && joinSupervisor(worker, config.workers, () => void shutdown(`supervisor (pid ${worker.supervisorPid}) gone`))
+  const app = listen(holder.engine, link)
+  if (store) stopEngine = startEmbeddedEngine(store)
+  else void startRedisEngine(config.redisUrl!, config.databaseUrl!).then((stop) => (stopEngine = stop))
+
+  async function shutdown(reason: string) {
+    if (stopping) return
+    stopping = true
+    log(`${reason}: no longer accepting; finishing requests in flight`)
+    // Bounded even when PostgreSQL hangs: what is not written by then stays in the journal.
+    setTimeout(() => {
+      log(`stopped after ${stopWithinMs} ms with work unfinished`)
+      process.exit(0)
+    }, stopWithinMs).unref()
+    app.closeWatchers()
+    await app.server!.stop()
+    await stopEngine()
+    log("stopped")
+    process.exit(0)
+  }
+  process.on("SIGTERM", () => void shutdown("SIGTERM"))
+  process.on("SIGINT", () => void shutdown("SIGINT"))
+}
 
 /**
  * The engine as the HTTP layer sees it: what it serves of health and errors (in /health, /events) goes
@@ -172,16 +202,17 @@ function served(engine: Engine): Engine {
   })
 }
 
-/** Listens at once, whatever the engine is waiting for: /health says what that is. */
-function listen(engine: Engine) {
-  const app = createApp({ engine: served(engine), config: { ...config, adminToken }, log })
+/** Listens at once, whatever the engine is waiting for: /health says what that is. A worker then tells its supervisor. */
+function listen(engine: Engine, link: SupervisorLink | undefined) {
+  const app = createApp({ engine: served(engine), config: { ...config, adminToken }, log, gatherMetrics: link?.gather })
   // The runtime's own size limits answer with a bare status: its head limit is raised to ours, and its body
   // limit lifted (below), so that the app refuses what is too large with a JSON body (http/edge.ts).
   ;(http as { maxHeaderSize: number }).maxHeaderSize = requestLimits.headBytes
   try {
     // reusePort off: with it (Elysia's default on Linux) a second server on a taken port starts and the kernel
-    // splits the clients between two separate stocks.
-    app.listen({ port: config.port, hostname: config.host, reusePort: false, maxRequestBodySize: Number.MAX_SAFE_INTEGER })
+    // splits the clients between two separate stocks. Workers share the port on purpose, and one stock: their
+    // supervisor checked the port without it.
+    app.listen({ port: config.port, hostname: config.host, reusePort: Boolean(worker), maxRequestBodySize: Number.MAX_SAFE_INTEGER })
   } catch (error) {
     refuseToStart([portProblem(config, error)])
   }
@@ -190,6 +221,7 @@ function listen(engine: Engine) {
   const shown = host.includes(":") ? `[${host}]` : host
   const items = config.catalogFile ? `catalog ${config.catalogFile} (${catalog.size} items)` : "generated catalog"
   log(`flashsale ${version} listening on http://${shown}:${app.server!.port} (engine ${engineName}, ${items})`)
+  link?.listening(app.workerSeries)
   return app
 }
 

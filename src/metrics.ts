@@ -5,7 +5,8 @@
  * passed to render() by the /metrics route.
  *
  * Each process serves its own series; Prometheus tells instances apart by the `instance` label it adds per
- * scrape target, so no label here names the process.
+ * scrape target, so no label here names the process. An instance of several workers (WORKERS) serves its
+ * workers' series as one (mergeExpositions), so no label names a worker either.
  */
 import { readdirSync } from "node:fs"
 import { codeToStatus } from "./errors"
@@ -221,6 +222,53 @@ function processMetrics(out: string[], startedAt: number): void {
   try {
     gauge(out, "process_open_fds", "Open file descriptors.", [["", readdirSync("/proc/self/fd").length]])
   } catch {} // not Linux
+}
+
+type Family = { head: string[]; combine: (a: number, b: number) => number; samples: Map<string, number> }
+
+/**
+ * How two workers' values of one series make the server's. Only series of one process are merged: counters,
+ * histograms and the gauges of a process (memory, open files, watchers) are summed. The engine's gauges, the same
+ * on every worker, come from the worker scraped alone (src/worker.ts), so they are never added up.
+ */
+function combinerOf(name: string): Family["combine"] {
+  // The latest (re)start of a worker: when the sums last dropped, which is what Prometheus reads it for.
+  if (name === "process_start_time_seconds") return Math.max
+  return (a, b) => a + b
+}
+
+const valueOf = (text: string) => (text === "+Inf" ? Infinity : text === "-Inf" ? -Infinity : Number(text))
+
+/**
+ * Several workers' expositions (as render() writes them: HELP and TYPE, then the family's samples) as one: the
+ * families in the order first met, each series combined over every text that has it (combinerOf).
+ */
+export function mergeExpositions(texts: string[]): string {
+  const families = new Map<string, Family>()
+  for (const text of texts) {
+    let family: Family | undefined
+    let help = ""
+    for (const line of text.split("\n")) {
+      if (line.startsWith("# HELP ")) help = line
+      else if (line.startsWith("# TYPE ")) {
+        const name = line.split(" ")[2]!
+        family = families.get(name)
+        if (!family) families.set(name, (family = { head: [help, line], combine: combinerOf(name), samples: new Map() }))
+      } else if (line && family) {
+        const space = line.lastIndexOf(" ")
+        const series = line.slice(0, space)
+        const value = valueOf(line.slice(space + 1))
+        const before = family.samples.get(series)
+        family.samples.set(series, before === undefined ? value : family.combine(before, value))
+      }
+    }
+  }
+  const out: string[] = []
+  for (const family of families.values()) {
+    out.push(...family.head)
+    for (const [series, value] of family.samples) out.push(`${series} ${number(value)}`)
+  }
+  return out.join("\n") + "\n"
 }
 
 /** The process's series, for code that does not get one passed (main.ts and the engines by default). */

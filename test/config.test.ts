@@ -12,7 +12,7 @@ const parse = (argv: string[], env: Record<string, string> = both) => {
 describe("configuration", () => {
   test("defaults follow the contract", () => {
     expect(parse([], {})).toEqual({ port: 8080, host: "0.0.0.0", redisUrl: undefined, databaseUrl: undefined, dataDir: "./data", saleItems: 10000, userLimit: 10, salePeriodSeconds: 3600, holdSeconds: 300, saleShards: 1, commitWaitMs: 50,
-      catalogFile: undefined, rateLimitPerUser: 20, rateLimitPerIp: 0, rateLimitBurstSeconds: 2, trustProxyHops: 0, saleSchedule: "recurring", adminToken: undefined, adminTokenFile: undefined, corsOrigins: [] })
+      catalogFile: undefined, rateLimitPerUser: 20, rateLimitPerIp: 0, rateLimitBurstSeconds: 2, trustProxyHops: 0, saleSchedule: "recurring", adminToken: undefined, adminTokenFile: undefined, corsOrigins: [], workers: 1 })
   })
 
   test("flags override the environment, as --name value or --name=value", () => {

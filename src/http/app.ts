@@ -24,6 +24,8 @@ export type AppDeps = {
   log?: (message: string) => void
   /** Where answers are counted; the process's series by default. */
   metrics?: Metrics
+  /** WORKERS > 1: what /metrics adds to this process's series (src/worker.ts). */
+  gatherMetrics?: (own: string) => Promise<string>
 }
 
 /**
@@ -52,9 +54,9 @@ async function validParams<N extends keyof typeof parameterRules>(request: Reque
 const checkoutNames = ["user_id", "id"] as const
 const purchaseNames = ["code"] as const
 
-export function createApp({ engine, config, log = console.error, metrics = processMetrics }: AppDeps) {
+export function createApp({ engine, config, log = console.error, metrics = processMetrics, gatherMetrics }: AppDeps) {
   const limits = admission(config, metrics)
-  const ops = operability({ engine, metrics, admission: limits, startedAt })
+  const ops = operability({ engine, metrics, admission: limits, startedAt, gather: gatherMetrics })
   const shelf = storefront(engine)
   const access = adminAccess(config.adminToken, config.trustProxyHops ?? 0)
   const admin = adminHandlers({ engine, config: { userLimit: config.userLimit ?? 10, holdSeconds: config.holdSeconds ?? 300, trustProxyHops: config.trustProxyHops ?? 0 } })
@@ -211,8 +213,11 @@ export function createApp({ engine, config, log = console.error, metrics = proce
     }
   }
   dispatch = (request) => app.handle(request)
-  /** Ends the live page's streams: call before the server's stop(), which waits for open responses. */
-  return Object.assign(app, { closeWatchers: () => ops.feed.close() })
+  /**
+   * closeWatchers ends the live page's streams: call before the server's stop(), which waits for open responses.
+   * workerSeries is what a worker serves the others of its own series (src/worker.ts).
+   */
+  return Object.assign(app, { closeWatchers: () => ops.feed.close(), workerSeries: ops.workerSeries })
 }
 
 export type App = ReturnType<typeof createApp>

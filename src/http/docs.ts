@@ -236,8 +236,8 @@ const operations: Record<RouteKey, Schema & { hide?: true }> = {
     responses: { 200: { description: "Can sell (ok or degraded).", content: json(schemas.health) }, 503: { description: "Cannot sell.", content: json(schemas.health) } },
   },
   "GET /metrics": {
-    summary: "Prometheus metrics of this process",
-    description: "Text exposition format 0.0.4: requests by endpoint and outcome, request-duration histograms, script batch sizes, durable-store commits and backlog, rebuilds, the current sale's items, and process metrics. Each instance serves its own; Prometheus labels them by `instance`.",
+    summary: "Prometheus metrics of this instance",
+    description: "Text exposition format 0.0.4: requests by endpoint and outcome, request-duration histograms, script batch sizes, durable-store commits and backlog, rebuilds, the current sale's items, and process metrics. Each instance serves its own; Prometheus labels them by `instance`. An instance of several workers (WORKERS) serves all its workers' series added up, whichever worker answers.",
     responses: { 200: { description: "The metrics.", content: { "text/plain; version=0.0.4": { schema: str() } } } },
   },
   "GET /events": {

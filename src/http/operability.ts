@@ -4,7 +4,7 @@ import type { Engine } from "../sale/engine"
 import livePage from "./live.html" with { type: "text" }
 import { liveFeed } from "./live"
 import type { Admission } from "./ratelimit"
-import { scrapeGauges } from "./scrape"
+import { processGauges, scrapeGauges } from "./scrape"
 import { sampler } from "./status"
 
 export type OperabilityDeps = {
@@ -13,6 +13,8 @@ export type OperabilityDeps = {
   admission: Admission
   /** performance.now() at the request's arrival (set by app.ts's onRequest hook). */
   startedAt: (request: Request) => number | undefined
+  /** WORKERS > 1: adds the other workers' series to this one's (src/worker.ts). */
+  gather?: (own: string) => Promise<string>
 }
 
 /** Each recent audit's count of differences; none while the engine is starting (its operator answers nothing yet). */
@@ -38,11 +40,14 @@ async function pageExtras(engine: Engine): Promise<Record<string, unknown>> {
 const page = livePage as unknown as string
 const pageHeaders = { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache", "content-security-policy": "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:" }
 
-export function operability({ engine, metrics, admission, startedAt }: OperabilityDeps) {
+export function operability({ engine, metrics, admission, startedAt, gather = async (own) => own }: OperabilityDeps) {
   const engineSample = sampler(engine)
   const feed = liveFeed({ sample: () => engineSample.sample(500), extras: () => pageExtras(engine), metrics, engine: engine.name })
+  const processExtras = () => ({ watchers: feed.watchers, rateLimitEntries: admission.entries() })
   return {
     feed,
+    /** This process's series without the engine's gauges, which the worker scraped reads for every worker (src/worker.ts). */
+    workerSeries: () => metrics.render(processGauges(processExtras())),
     /** GET /: the live page. */
     page(request: Request): Response {
       metrics.request("page", "ok", startedAt(request))
@@ -53,10 +58,10 @@ export function operability({ engine, metrics, admission, startedAt }: Operabili
       metrics.request("events", "ok")
       return feed.subscribe()
     },
-    /** GET /metrics: this process's series, with the engine's gauges read now. */
+    /** GET /metrics: this process's series with the engine's gauges read now; with WORKERS, every worker's. */
     async metrics(request: Request): Promise<Response> {
       const sample = await engineSample.sample()
-      const body = metrics.render(scrapeGauges(sample, { engine: engine.name, watchers: feed.watchers, rateLimitEntries: admission.entries(), audits: auditsOf(engine) }))
+      const body = await gather(metrics.render(scrapeGauges(sample, { engine: engine.name, ...processExtras(), audits: auditsOf(engine) })))
       metrics.request("metrics", "ok", startedAt(request))
       return new Response(body, { headers: { "content-type": contentType } })
     },

@@ -12,7 +12,16 @@ export function backlogOf(checks: Record<string, unknown>): { entries: number; a
 
 const healthStates = ["ok", "degraded", "down"] as const
 
-export type ScrapeExtras = { engine: string; watchers: number; rateLimitEntries: { user: number; ip: number }; audits: [saleId: number, differences: number][] }
+export type ProcessExtras = { watchers: number; rateLimitEntries: { user: number; ip: number } }
+export type ScrapeExtras = ProcessExtras & { engine: string; audits: [saleId: number, differences: number][] }
+
+/** The gauges of this process alone, not the engine's: what one worker adds to another's scrape (src/worker.ts). */
+export function processGauges(extras: ProcessExtras): string[] {
+  const out: string[] = []
+  gauge(out, "flashsale_live_watchers", "Browsers watching the live page (server-sent events) on this process (with WORKERS, on every worker).", [["", extras.watchers]])
+  gauge(out, "flashsale_rate_limit_entries", "Clients tracked by admission control on this process (with WORKERS, on every worker), by bucket.", [['by="user"', extras.rateLimitEntries.user], ['by="ip"', extras.rateLimitEntries.ip]])
+  return out
+}
 
 export function scrapeGauges(sample: Sample, extras: ScrapeExtras): string[] {
   const out: string[] = []
@@ -22,8 +31,7 @@ export function scrapeGauges(sample: Sample, extras: ScrapeExtras): string[] {
   const backlog = backlogOf(sample.health.checks)
   gauge(out, "flashsale_store_backlog_entries", "Not yet in the durable store: journal entries, one per script call (Redis engine, engine-wide), or uncommitted decisions (embedded).", [["", backlog.entries]])
   gauge(out, "flashsale_store_backlog_age_seconds", "Age of the oldest decision not yet in the durable store.", [["", backlog.ageSeconds]])
-  gauge(out, "flashsale_live_watchers", "Browsers watching the live page (server-sent events) on this process.", [["", extras.watchers]])
-  gauge(out, "flashsale_rate_limit_entries", "Clients tracked by admission control on this process, by bucket.", [['by="user"', extras.rateLimitEntries.user], ['by="ip"', extras.rateLimitEntries.ip]])
+  out.push(...processGauges(extras))
   gauge(out, "flashsale_audit_differences", "Differences the latest audit of each sale audited in the last day found between the live state and the durable store (0: none).", extras.audits.map(([id, n]) => [`sale_id="${id}"`, n]))
   gauge(out, "flashsale_status_up", "1 if the engine answered /status for this scrape, 0 if it could not.", [["", sample.status ? 1 : 0]])
   if (!sample.status) return out

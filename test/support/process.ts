@@ -107,9 +107,9 @@ export async function rawRequest(base: string, head: string, body = ""): Promise
   return { status: Number(statusLine.split(" ")[1]), headers, body: payload, json }
 }
 
-/** Runs the server until it exits on its own (within 20 s), for settings it must refuse. */
-export async function exitOf(env: Record<string, string>): Promise<{ code: number; output: string }> {
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "..", "..", "src", "main.ts")], { env: { ...process.env, PORT: "0", ...env }, stdout: "pipe", stderr: "pipe" })
+/** Runs the server (with `args`) until it exits on its own (within 20 s), for settings it must refuse. */
+export async function exitOf(env: Record<string, string>, args: string[] = []): Promise<{ code: number; output: string }> {
+  const proc = Bun.spawn([...sourceCommand, ...args], { env: { ...process.env, PORT: "0", ...env }, stdout: "pipe", stderr: "pipe" })
   const timer = setTimeout(() => proc.kill(9), 20_000)
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
   clearTimeout(timer)

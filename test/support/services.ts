@@ -104,7 +104,7 @@ export type PostgresServer = {
 }
 
 /** The pid and every descendant of it, from /proc. */
-function processTree(root: number): number[] {
+export function processTree(root: number): number[] {
   const children = new Map<number, number[]>()
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue
