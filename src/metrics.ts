@@ -136,6 +136,7 @@ export function createMetrics() {
   const commitRows = new Histogram("flashsale_store_commit_rows", "Decisions written by one durable-store transaction.", [1, 10, 50, 100, 250, 500, 1000, 2000, 5000])
   const commitFailures = new Counter("flashsale_store_commit_failures_total", "Durable-store transactions that failed.")
   const rebuilds = new Counter("flashsale_rebuilds_total", "Times a sale's live state was rebuilt from the durable store.")
+  const knownAnswers = new Counter("flashsale_known_answers_total", "Checkouts refused sold_out or item_sold by this process from what Redis told it within the last second, with no checkout script call (Redis engine).")
   const adminActions = new Counter("flashsale_admin_actions_total", "Operator actions kept (admin_actions), by action.", labelSets("action", adminActionNames))
   const rateLimited = new Counter("flashsale_rate_limited_total", "Requests refused by admission control (429 rate_limited), by the bucket that refused.", labelSets("by", ["user", "ip"]))
   const lag = new Histogram("flashsale_event_loop_lag_seconds", "How late a 100 ms timer fired: time the event loop was busy.", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
@@ -167,6 +168,7 @@ export function createMetrics() {
       failed: () => commitFailures.inc(),
     },
     rebuilds: { inc: () => rebuilds.inc() },
+    knownAnswers: { add: (n: number) => knownAnswers.inc(0, n) },
     rateLimited: { inc: (by: "user" | "ip") => rateLimited.inc(by === "user" ? 0 : 1) },
     adminActions: { inc: (action: string) => adminActions.inc(Math.max(0, adminActionNames.indexOf(action as never))) },
 
@@ -191,7 +193,7 @@ export function createMetrics() {
       const out: string[] = []
       requests.render(out, (i) => requests.values[i]! > 0 || expectedCell[i] === 1)
       duration.render(out, (i) => endpoints[i] !== "events")
-      for (const m of [batchSize, commitSeconds, commitRows, commitFailures, rebuilds, rateLimited, lag]) m.render(out)
+      for (const m of [batchSize, commitSeconds, commitRows, commitFailures, rebuilds, knownAnswers, rateLimited, lag]) m.render(out)
       adminActions.render(out)
       processMetrics(out, startedAt)
       out.push(...extra)
@@ -202,7 +204,7 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>
 /** What an engine may record. */
-export type EngineMetrics = Pick<Metrics, "batchSize" | "storeCommit" | "rebuilds" | "adminActions">
+export type EngineMetrics = Pick<Metrics, "batchSize" | "storeCommit" | "rebuilds" | "adminActions" | "knownAnswers">
 
 /** The process's metrics, under the names Prometheus client libraries use for them. */
 function processMetrics(out: string[], startedAt: number): void {

@@ -23,6 +23,7 @@ import { codeShard, partsOf, saleKeys, shardOfPart, shardsMarkerKey } from "./ke
 import { eventId } from "./journal"
 import type { Kept, LedgerWriter } from "./ledger"
 import { createLifecycle } from "./lifecycle"
+import { createKnown } from "./known"
 import { createLive } from "./live"
 import { specOf, registerScripts } from "./scripts"
 import { createShardedCheckout } from "./shards"
@@ -80,9 +81,9 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   const recurring = { periodMs: config.salePeriodSeconds * 1000, saleItems: config.saleItems, userLimit: config.userLimit, holdMs: config.holdSeconds * 1000, catalog }
   const store = postgresSales(sql)
   const book = createBook(store, config.saleSchedule ?? "recurring", recurring)
-  const sale = createLifecycle({ redis, sql, scripts, ledger, book, retentionMs, shards, now, log, onRebuild: () => metrics.rebuilds.inc() })
+  const sale = createLifecycle({ redis, sql, scripts, ledger, book, retentionMs, shards, now, log, onRebuild: () => (metrics.rebuilds.inc(), known.forget()) })
   const live = createLive({ redis, scripts, book, sale, shards, log })
-  const operator = createOperator(store, live.live, { userLimit: config.userLimit, holdMs: config.holdSeconds * 1000 }, { onAction: (action) => metrics.adminActions.inc(action), log })
+  const operator = createOperator(store, live.live, { userLimit: config.userLimit, holdMs: config.holdSeconds * 1000 }, { onAction: (action) => (metrics.adminActions.inc(action), known.forget()), log })
   let mismatch: string | undefined
 
   /** The sale to decide a checkout in by the estimated clock: the open one, or (`soon`) one about to open; undefined: no sale is open. */
@@ -142,15 +143,22 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     const results = batch.map((w, i): CheckoutResult => {
       const r = reply.results[i]!
       records.push({ kind: "checkout", saleId: open.id, eventId: eventId(reply.entryId, i), userId: w.userId, itemId: w.itemId, outcome: r.outcome, code: r.code || null, unit: r.unit || null, expiresAt: r.expiresAt || null, at: reply.now })
+      known.remember(open.id, w.itemId, r.outcome)
       if (r.outcome !== "reserved" && r.outcome !== "repeated") return { ok: false, error: r.outcome }
       return { ok: true, repeated: r.outcome === "repeated", code: r.code, saleId: open.id, item: publicItem(open.items.at(open.items.position(w.itemId))), unit: r.unit, expiresAt: r.expiresAt }
     })
     return answer(String(open.id), reply.entryId, records, results, (r) => r.outcome === "reserved", (result) => result)
   })
 
+  /** Sold-out sales and sold items this process was told of (redis/known.ts); a split sale has its own memory of them. */
+  const known = createKnown({ scripts, ledger, nowArg: sale.nowArg, estimatedNow: sale.estimatedNow, ask: async (userId, itemId) => checkoutBatched({ userId, itemId }), metrics })
+
   const sharded = shards === 1 ? undefined : createShardedCheckout({ redis, scripts, sale, ledger, metrics, shards, candidate, noSale })
   async function checkout(userId: string, itemId: number): Promise<CheckoutResult> {
-    if (!sharded) return checkoutBatched({ userId, itemId })
+    if (!sharded) {
+      const open = mismatch ? undefined : candidate(sale.estimatedNow(), false)
+      return (open && known.answer(open, userId, itemId)) || checkoutBatched({ userId, itemId })
+    }
     if (mismatch) throw new UnavailableError(mismatch, 5)
     if (!book.loaded && book.schedule().kind === "planned") throw new UnavailableError("the planned sales are not read from PostgreSQL yet", 2)
     return sharded(userId, itemId)

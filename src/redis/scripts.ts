@@ -19,12 +19,13 @@ import shardVerify from "../../lua/shard_verify.lua" with { type: "text" }
 import itemsIfReady from "../../lua/items_if_ready.lua" with { type: "text" }
 import clock from "../../lua/clock.lua" with { type: "text" }
 import releaseHold from "../../lua/release_hold.lua" with { type: "text" }
+import note from "../../lua/note.lua" with { type: "text" }
 import { UnavailableError } from "../sale/engine"
 import { checkoutOutcome, control, purchaseOutcome, type CheckoutOutcome, type PurchaseOutcome } from "../sale/outcomes"
 import { layoutVersion, saleKeyCount } from "./keys"
 import type { SaleItems } from "../sale/sales"
 
-const bodies = { checkout, purchase, release, status, initSale, settings, shardHold, shardSlot, shardSettle, shardUnslot, shardVerify, itemsIfReady, clock, releaseHold }
+const bodies = { checkout, purchase, release, status, initSale, settings, shardHold, shardSlot, shardSettle, shardUnslot, shardVerify, itemsIfReady, clock, releaseHold, note }
 type ScriptName = keyof typeof bodies
 type Raw = (keys: string[], args: (string | number | Buffer)[]) => Promise<any>
 
@@ -132,6 +133,14 @@ export function registerScripts(redis: RedisClient) {
       if (Number(r[0]) === control.notReady) return { kind: "notReady" }
       const n = r.map(Number)
       return { now: n[1]!, sold: n[2]!, held: n[3]!, units: n[4]!, checkoutsOk: n[5]!, checkoutsRejected: n[6]!, purchasesOk: n[7]!, purchasesRejected: n[8]!, paused: n[9] === 1, closes: n[10]!, rev: n[11]! }
+    },
+    /** Keeps refusals the server answered from what it was told (lua/note.lua): `lines` in the journal's format. */
+    async note(keys: string[], now: string, saleId: number, lines: string, count: number, says: "sold_out" | "item_sold"): Promise<{ kind: "kept"; now: number; entryId: string } | Undecided | { kind: "stale" }> {
+      const reply: any[] = await raw.note(keys, [now, saleId, lines, count, says])
+      const not = undecided(reply)
+      if (not) return not
+      if (Number(reply[0]) !== 0) return { kind: "stale" }
+      return { kind: "kept", now: Number(reply[1]), entryId: String(reply[2]) }
     },
     release: (keys: string[], now: string): Promise<number> => raw.release(keys, [now]).then(Number),
     /** An operator's release of a live hold (lua/release_hold.lua). */
