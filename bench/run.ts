@@ -4,7 +4,7 @@
  * against PostgreSQL and Redis. Prints a table, writes JSON to bench/results/, exits 1 on any violation.
  *
  *   bun run bench [--binary path/to/flashsale (another build, to compare)] [--engine redis|embedded|both] [--scenario flood,sellout] [--duration 10] [--connections 64] [--instances 2] [--soak 60]
- *                 [--shards 6 (SALE_SHARDS)] [--redis cluster (3 masters, 3 replicas, instead of one redis-server)]
+ *                 [--shards 6 (SALE_SHARDS)] [--redis cluster (3 masters, 3 replicas, instead of one redis-server)] [--workers 2 (WORKERS, Redis engine)]
  *
  * With the Redis engine every scenario also reports, per Redis master, its share of the script calls and
  * its CPU per request (INFO commandstats and /proc of each master).
@@ -28,13 +28,13 @@ const root = join(import.meta.dir, "..")
 const wrkDir = join(import.meta.dir, "wrk")
 
 type EngineKind = "redis" | "embedded"
-type Options = { binary?: string; engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number; shards: number; redis: "single" | "cluster" }
+type Options = { binary?: string; engines: EngineKind[]; scenarios: string[]; duration: number; connections: number; instances: number; soak: number; threads: number; items: number; limit: number; shards: number; workers: number; redis: "single" | "cluster" }
 const scenarioNames = ["flood", "fresh", "sellout", "purchase_storm", "refusals", "mixed", "hot", "soak", "instances"]
 /** The hot item: one product of this many units (a catalog of one line), wanted by 100,000 users. */
 const hotUnits = 10_000
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { engines: ["redis", "embedded"], scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10, shards: 1, redis: "single" }
+  const options: Options = { engines: ["redis", "embedded"], scenarios: scenarioNames, duration: 10, connections: 64, instances: 2, soak: 60, threads: 2, items: 10_000, limit: 10, shards: 1, workers: 1, redis: "single" }
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split("=", 2)
     const value = inline ?? argv[++i]
@@ -53,7 +53,7 @@ function parseArgs(argv: string[]): Options {
       options.scenarios = value.split(",")
       const unknown = options.scenarios.filter((s) => !scenarioNames.includes(s))
       if (unknown.length) throw new Error(`unknown scenario ${unknown.join(", ")}; known: ${scenarioNames.join(", ")}`)
-    } else if (["--duration", "--connections", "--instances", "--soak", "--threads", "--shards"].includes(flag!)) {
+    } else if (["--duration", "--connections", "--instances", "--soak", "--threads", "--shards", "--workers"].includes(flag!)) {
       const n = Number(value)
       if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} takes a whole number, got ${value}`)
       options[flag!.slice(2) as "duration"] = n
@@ -279,7 +279,10 @@ async function runScenario(scenario: string, options: Options, binary: string, b
   }
   const servers: ServerProcess[] = []
   const instances = scenario === "instances" ? options.instances : 1
+  // WORKERS: the supervisor's process tree is measured, workers included; every worker ready before the load.
+  if (options.workers > 1 && backend.env.REDIS_URL) env.WORKERS = String(options.workers)
   for (let i = 0; i < instances; i++) servers.push(await startServer(env, [binary], tmpdir()))
+  if (env.WORKERS) for (const s of servers) await until("every worker ready", () => (s.output().match(/engine redis ready/g) ?? []).length >= options.workers)
   const extra: Record<string, unknown> = {}
   const wrkEnv = { SALE_ITEMS: String(options.items) }
   let result: WrkResult
