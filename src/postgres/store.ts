@@ -36,42 +36,39 @@ function copyText(records: DecisionRecord[]): { checkouts: string; purchases: st
 }
 
 /**
- * Runs a statement of the transaction once the connection takes statements again: a COPY stream hands its end
- * to the connection a few ticks after it is ended, and until then postgres.js refuses statements (COPY_IN_PROGRESS).
- */
-async function whenFree<T>(statement: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      return await statement()
-    } catch (error) {
-      if ((error as { code?: string }).code !== "COPY_IN_PROGRESS") throw error
-      await new Promise((resolve) => setImmediate(resolve))
-    }
-  }
-}
-
-/**
- * Streams rows into a table with COPY. It does not wait for the server's word: postgres.js loses a refusal that
- * comes after the rows are sent (a unique key), and the stream then never finishes. The transaction's next
- * statement finds out instead: it fails (the transaction is aborted) when the COPY was refused.
+ * Streams rows into a table with COPY, and resolves once the connection takes statements again. It does not wait
+ * for the server's word: postgres.js loses a refusal that comes after the rows are sent (a unique key), and the
+ * stream then never finishes. The transaction's next statement finds out instead: it fails (the transaction is
+ * aborted) when the COPY was refused.
  */
 async function copyIn(tx: Sql, table: string, text: string): Promise<void> {
   if (text === "") return
-  const stream = await whenFree(() => tx.unsafe(`copy ${table} from stdin`).writable())
+  const stream = await tx.unsafe(`copy ${table} from stdin`).writable()
+  const internals = stream as unknown as { _final: (done: (error?: Error | null) => void) => void; _destroy: (error: Error | null, done: (error: Error | null) => void) => void }
   // postgres.js's stream sends CopyFail when destroyed, and destroys itself once finished: by then the next COPY of
   // the transaction may have begun, and the stray CopyFail would abort it. The server's word never needs one.
-  ;(stream as unknown as { _destroy: (error: Error | null, done: (error: Error | null) => void) => void })._destroy = (error, done) => done(error)
+  internals._destroy = (error, done) => done(error)
+  // The connection takes statements again once the stream has handed it its end (CopyDone), in postgres.js's
+  // final; a statement sent before that is refused (COPY_IN_PROGRESS), and postgres.js's transaction remembers it.
+  const handedOver = new Promise<void>((resolve) => {
+    const final = internals._final
+    internals._final = (done) => {
+      final.call(stream, done)
+      resolve()
+    }
+    stream.once("close", resolve)
+  })
   // When the refusal does reach the stream, it is an error event: the transaction's failure reports it.
   stream.on("error", () => {})
-  await new Promise<void>((resolve, reject) => stream.write(text, (error) => (error ? reject(error) : resolve())))
-  stream.end()
+  stream.end(text)
+  await handedOver
 }
 
 /**
- * What a refused COPY looks like to the statements after it: the key's refusal itself, the transaction aborted,
- * or the commit turned into a rollback. Then the statements that skip what is kept take over.
+ * What a refused COPY looks like to the statements after it: the key's refusal itself, or the transaction aborted.
+ * Then the statements that skip what is kept take over.
  */
-const refusedCopy = new Set(["23505", "25P02", "TRANSACTION_ROLLED_BACK"])
+const refusedCopy = new Set(["23505", "25P02"])
 
 /**
  * Writes the records in one transaction, and returns the codes of purchases PostgreSQL refused because it has
@@ -94,8 +91,9 @@ export async function writeRecords(sql: Sql, records: DecisionRecord[]): Promise
       await copyIn(copy, copyColumns.sold, text.sold)
       await copyIn(copy, copyColumns.checkouts, text.checkouts)
       await copyIn(copy, copyColumns.purchases, text.purchases)
-      // The last COPY's word, before the commit: aborted if it was refused.
-      await whenFree(() => tx`select 1`)
+      // The last COPY's word, before the commit: aborted if it was refused (postgres.js 3.4 would report the
+      // commit of an aborted transaction, which PostgreSQL answers with a rollback, as a success).
+      await tx`select 1`
     })
     return new Set()
   } catch (error) {
