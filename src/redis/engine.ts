@@ -136,6 +136,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
 
   const checkoutBatched = batcher<{ userId: string; itemId: number }, CheckoutResult | Promise<CheckoutResult>>(async (batch) => {
     metrics.batchSize.observe(batch.length, "checkout")
+    const sentIn = known.mark()
     const decided = await inOpenSale((open) => scripts.checkout(saleKeys(open.id), sale.nowArg(), open.id, batch.map((w) => ({ itemId: w.itemId, spec: specOf(open.items, w.itemId, 1), userId: w.userId, code: newCode(open.id) }))))
     if ("none" in decided) return batch.map(() => noSale(decided.none))
     const { sale: open, reply } = decided
@@ -143,7 +144,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     const results = batch.map((w, i): CheckoutResult => {
       const r = reply.results[i]!
       records.push({ kind: "checkout", saleId: open.id, eventId: eventId(reply.entryId, i), userId: w.userId, itemId: w.itemId, outcome: r.outcome, code: r.code || null, unit: r.unit || null, expiresAt: r.expiresAt || null, at: reply.now })
-      known.remember(open.id, w.itemId, r.outcome)
+      known.remember(open.id, w.itemId, r.outcome, sentIn)
       if (r.outcome !== "reserved" && r.outcome !== "repeated") return { ok: false, error: r.outcome }
       return { ok: true, repeated: r.outcome === "repeated", code: r.code, saleId: open.id, item: publicItem(open.items.at(open.items.position(w.itemId))), unit: r.unit, expiresAt: r.expiresAt }
     })

@@ -44,9 +44,12 @@ export type KnownOptions = {
 export function createKnown({ scripts, ledger, nowArg, estimatedNow, ask, metrics }: KnownOptions) {
   /** The one sale remembered: until when it is sold out, and until when each item is sold (performance.now()). */
   let memory: { saleId: number; soldOutUntil: number; items: Map<number, number> } | undefined
+  /** Counts forget()s: a reply to a call sent before the latest one may predate the change that forgot, so it is not remembered. */
+  let generation = 0
 
-  function remember(saleId: number, itemId: number, outcome: string): void {
+  function remember(saleId: number, itemId: number, outcome: string, sentIn: number): void {
     if (outcome !== "sold_out" && outcome !== "item_sold") return
+    if (sentIn !== generation) return
     if (memory?.saleId !== saleId) memory = { saleId, soldOutUntil: 0, items: new Map() }
     const until = performance.now() + trustMs
     if (outcome === "sold_out") memory.soldOutUntil = until
@@ -68,12 +71,12 @@ export function createKnown({ scripts, ledger, nowArg, estimatedNow, ask, metric
   }
 
   /** One queue per sale and answer: a call keeps refusals of one kind, which the script checks against the state. */
-  const queues = new Map<string, (asked: Asked) => Promise<CheckoutResult>>()
+  const queues = new Map<string, (asked: Asked) => Promise<CheckoutResult | Promise<CheckoutResult>>>()
   function queue(saleId: number, says: Known) {
     const key = `${saleId}:${says}`
     let q = queues.get(key)
     if (!q) {
-      q = batcher<Asked, CheckoutResult>(
+      q = batcher<Asked, CheckoutResult | Promise<CheckoutResult>>(
         (batch) => keep(batch, says),
         () => queues.delete(key),
       )
@@ -82,7 +85,7 @@ export function createKnown({ scripts, ledger, nowArg, estimatedNow, ask, metric
     return q
   }
 
-  async function keep(batch: Asked[], says: Known): Promise<CheckoutResult[]> {
+  async function keep(batch: Asked[], says: Known): Promise<(CheckoutResult | Promise<CheckoutResult>)[]> {
     const sale = batch[0]!.sale
     const status = outcomes[says].n
     const lines = batch.map((a) => `${a.itemId} ${a.userId} ${status}   `).join("\n")
@@ -91,7 +94,8 @@ export function createKnown({ scripts, ledger, nowArg, estimatedNow, ask, metric
     if (reply.kind !== "kept") {
       // Redis says otherwise now (or the sale must be rebuilt, or is not open): forget, and ask it as usual.
       forget()
-      return Promise.all(batch.map((a) => ask(a.userId, a.itemId)))
+      // Each on its own: one that fails must not take the others' answers (a granted hold among them) with it.
+      return batch.map((a) => ask(a.userId, a.itemId))
     }
     const records: DecisionRecord[] = batch.map((a, i) => ({ kind: "checkout", saleId: sale.id, eventId: eventId(reply.entryId, i), userId: a.userId, itemId: a.itemId, outcome: says, code: null, unit: null, expiresAt: null, at: reply.now }))
     // In the journal now, as a refusal lua/checkout.lua decided would be: answered without waiting for the commit.
@@ -102,15 +106,19 @@ export function createKnown({ scripts, ledger, nowArg, estimatedNow, ask, metric
 
   function forget(): void {
     memory = undefined
+    generation++
   }
 
   return {
-    /** Notes a reply of lua/checkout.lua for a request. */
+    /** What to hand remember() with the replies of a script call about to be sent. */
+    mark: () => generation,
+    /** Notes a reply of lua/checkout.lua for a request, of a call sent at mark() `sentIn`. */
     remember,
     /** The answer this process knows for the request, on its way to being kept; undefined: ask Redis. */
     answer(open: Sale, userId: string, itemId: number): Promise<CheckoutResult> | undefined {
       const says = known(open, itemId)
-      return says && queue(open.id, says)({ sale: open, userId, itemId })
+      // A promise that resolves with a promise settles as that one: flat for the caller.
+      return says && (queue(open.id, says)({ sale: open, userId, itemId }) as Promise<CheckoutResult>)
     },
     /** Forgets every answer: a change made through this instance, or a rebuild. */
     forget,
