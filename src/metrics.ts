@@ -5,8 +5,8 @@
  * passed to render() by the /metrics route.
  *
  * Each process serves its own series; Prometheus tells instances apart by the `instance` label it adds per
- * scrape target, so no label here names the process. An instance of several workers (WORKERS) serves its
- * workers' series as one (mergeExpositions), so no label names a worker either.
+ * scrape target, so no label here names the process. An instance of several workers (WORKERS) serves every
+ * worker's series, each labelled with its worker (labelWorkers).
  */
 import { readdirSync } from "node:fs"
 import { codeToStatus } from "./errors"
@@ -226,50 +226,43 @@ function processMetrics(out: string[], startedAt: number): void {
   } catch {} // not Linux
 }
 
-type Family = { head: string[]; combine: (a: number, b: number) => number; samples: Map<string, number> }
+/** One worker's exposition (as render() writes it: HELP and TYPE, then the family's samples), and its number. */
+export type WorkerExposition = { worker: number; text: string }
 
-/**
- * How two workers' values of one series make the server's. Only series of one process are merged: counters,
- * histograms and the gauges of a process (memory, open files, watchers) are summed. The engine's gauges, the same
- * on every worker, come from the worker scraped alone (src/worker.ts), so they are never added up.
- */
-function combinerOf(name: string): Family["combine"] {
-  // The latest (re)start of a worker: when the sums last dropped, which is what Prometheus reads it for.
-  if (name === "process_start_time_seconds") return Math.max
-  return (a, b) => a + b
+/** A sample line with `worker="<n>"` added to its labels. */
+function withWorker(line: string, worker: number): string {
+  const space = line.lastIndexOf(" ")
+  const series = line.slice(0, space)
+  const brace = series.indexOf("{")
+  const labelled = brace < 0 ? `${series}{worker="${worker}"}` : `${series.slice(0, -1)}${series.endsWith("{}") ? "" : ","}worker="${worker}"}`
+  return `${labelled}${line.slice(space)}`
 }
 
-const valueOf = (text: string) => (text === "+Inf" ? Infinity : text === "-Inf" ? -Infinity : Number(text))
-
 /**
- * Several workers' expositions (as render() writes them: HELP and TYPE, then the family's samples) as one: the
- * families in the order first met, each series combined over every text that has it (combinerOf).
+ * Several workers' expositions as one: the families in the order first met, announced once, each sample labelled
+ * with its worker (`worker="<n>"`), except the families `shared` names (the engine's gauges, read once by the worker
+ * scraped). Every worker's series stays whole, so a worker missing from one scrape is a gap, not a drop in a sum,
+ * and a restarted worker is a counter reset of its own series only: Prometheus's rate() and increase() handle
+ * both. Add the workers up with sum without(worker).
  */
-export function mergeExpositions(texts: string[]): string {
-  const families = new Map<string, Family>()
-  for (const text of texts) {
-    let family: Family | undefined
+export function labelWorkers(expositions: WorkerExposition[], shared: (family: string) => boolean): string {
+  const families = new Map<string, { head: string[]; samples: string[] }>()
+  for (const { worker, text } of expositions) {
+    let family: { head: string[]; samples: string[] } | undefined
+    let labelled = true
     let help = ""
     for (const line of text.split("\n")) {
       if (line.startsWith("# HELP ")) help = line
       else if (line.startsWith("# TYPE ")) {
         const name = line.split(" ")[2]!
         family = families.get(name)
-        if (!family) families.set(name, (family = { head: [help, line], combine: combinerOf(name), samples: new Map() }))
-      } else if (line && family) {
-        const space = line.lastIndexOf(" ")
-        const series = line.slice(0, space)
-        const value = valueOf(line.slice(space + 1))
-        const before = family.samples.get(series)
-        family.samples.set(series, before === undefined ? value : family.combine(before, value))
-      }
+        if (!family) families.set(name, (family = { head: [help, line], samples: [] }))
+        labelled = !shared(name)
+      } else if (line && family) family.samples.push(labelled ? withWorker(line, worker) : line)
     }
   }
   const out: string[] = []
-  for (const family of families.values()) {
-    out.push(...family.head)
-    for (const [series, value] of family.samples) out.push(`${series} ${number(value)}`)
-  }
+  for (const family of families.values()) out.push(...family.head, ...family.samples)
   return out.join("\n") + "\n"
 }
 

@@ -69,7 +69,7 @@ export function supervise(config: Config, log: (message: string) => void): void 
 
   /** Every listening worker learns where all of them serve their series. */
   function tellPeers() {
-    const peers: Peers = { peers: workers.flatMap((w) => (w.seriesPort ? [w.seriesPort] : [])) }
+    const peers: Peers = { peers: workers.flatMap((w) => (w.seriesPort ? [{ worker: w.index, port: w.seriesPort }] : [])) }
     for (const w of workers) {
       try {
         if (w.seriesPort) w.proc!.send(peers)

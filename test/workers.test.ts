@@ -9,7 +9,7 @@ import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseConfig } from "../src/config"
 import { processGauges } from "../src/http/scrape"
-import { createMetrics, gauge, mergeExpositions } from "../src/metrics"
+import { createMetrics, gauge, labelWorkers } from "../src/metrics"
 import { compiledBinary } from "./support/binary"
 import { fixtures, oneSale } from "./support/load"
 import { exitOf, sourceCommand, startServer, type ServerProcess } from "./support/process"
@@ -47,7 +47,7 @@ async function startWorkers(command: string[], cwd?: string): Promise<ServerProc
   return s
 }
 
-test("merging workers' series: counters, histograms and the gauges of a process summed per series; the engine's gauges only the scraped worker's", () => {
+test("workers' series together: every worker's counters, histograms and process gauges, labelled with the worker; the engine's gauges once, unlabelled", () => {
   const [a, b] = [createMetrics(), createMetrics()]
   a.request("checkout", "reserved", performance.now())
   b.request("checkout", "reserved", performance.now())
@@ -56,7 +56,7 @@ test("merging workers' series: counters, histograms and the gauges of a process 
   gauge(engineGauges, "flashsale_info", "The engine.", [['engine="redis"', 1]])
   const scraped = a.render([...engineGauges, ...processGauges({ watchers: 1, rateLimitEntries: { user: 3, ip: 0 } })])
   const other = b.render(processGauges({ watchers: 2, rateLimitEntries: { user: 4, ip: 0 } }))
-  const merged = mergeExpositions([scraped, other])
+  const merged = labelWorkers([{ worker: 1, text: scraped }, { worker: 2, text: other }], (family) => family === "flashsale_info")
   const sum = sumOf(merged)
   expect({
     reserved: sum("flashsale_requests_total", 'endpoint="checkout",outcome="reserved"'),
@@ -67,6 +67,12 @@ test("merging workers' series: counters, histograms and the gauges of a process 
     watchers: sum("flashsale_live_watchers"),
     users: sum("flashsale_rate_limit_entries", 'by="user"'),
   }).toEqual({ reserved: 2, internal: 1, timed: 2, all: 2, info: 1, watchers: 3, users: 7 })
+  // Each worker's series whole, under its own label; the engine's gauge once, without one.
+  expect(sum("flashsale_requests_total", 'endpoint="checkout",outcome="reserved",worker="1"')).toBe(1)
+  expect(sum("flashsale_requests_total", 'endpoint="checkout",outcome="reserved",worker="2"')).toBe(1)
+  expect(sum("flashsale_request_duration_seconds_bucket", 'endpoint="checkout",le="+Inf",worker="2"')).toBe(1)
+  expect(sum("flashsale_live_watchers", 'worker="2"')).toBe(2)
+  expect(merged).toContain('\nflashsale_info{engine="redis"} 1\n')
   // Still one family each, announced once, with its samples after it.
   const types = merged.split("\n").filter((line) => line.startsWith("# TYPE "))
   expect(new Set(types).size).toBe(types.length)

@@ -237,7 +237,7 @@ const operations: Record<RouteKey, Schema & { hide?: true }> = {
   },
   "GET /metrics": {
     summary: "Prometheus metrics of this instance",
-    description: "Text exposition format 0.0.4: requests by endpoint and outcome, request-duration histograms, script batch sizes, durable-store commits and backlog, rebuilds, the current sale's items, and process metrics. Each instance serves its own; Prometheus labels them by `instance`. An instance of several workers (WORKERS) serves all its workers' series added up, whichever worker answers.",
+    description: "Text exposition format 0.0.4: requests by endpoint and outcome, request-duration histograms, script batch sizes, durable-store commits and backlog, rebuilds, the current sale's items, and process metrics. Each instance serves its own; Prometheus labels them by `instance`. An instance of several workers (WORKERS) serves every worker's series, each labelled with its `worker`, whichever worker answers; the engine's gauges once, unlabelled.",
     responses: { 200: { description: "The metrics.", content: { "text/plain; version=0.0.4": { schema: str() } } } },
   },
   "GET /events": {

@@ -23,6 +23,9 @@ export function processGauges(extras: ProcessExtras): string[] {
   return out
 }
 
+/** The families scrapeGauges reads from the engine, the same on every worker: with WORKERS, served once, unlabelled. */
+export const engineFamilies = new Set(["flashsale_info", "flashsale_health_status", "flashsale_store_backlog_entries", "flashsale_store_backlog_age_seconds", "flashsale_audit_differences", "flashsale_status_up", "flashsale_sale_id", "flashsale_sale_seconds_remaining", "flashsale_sale_items", "flashsale_sale_decisions"])
+
 export function scrapeGauges(sample: Sample, extras: ScrapeExtras): string[] {
   const out: string[] = []
   gauge(out, "flashsale_info", "Always 1; the labels say which engine and version this process runs.", [[`engine="${extras.engine}",version="${version}"`, 1]])
