@@ -1,6 +1,7 @@
 /** What the Redis engine keeps in PostgreSQL: batches of decision records written idempotently, and a sale read back to rebuild it. */
 import type { Sql } from "postgres"
 import type { DecisionRecord, SaleSnapshot } from "../sale/records"
+import { isoFormatter } from "../sale/clock"
 import { recoveryQueries, snapshotOf } from "../sale/schema"
 import { ensureSchema } from "./schema"
 
@@ -15,21 +16,23 @@ const escapes: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n"
 /** A field in COPY's text format: \N for null; a backslash, tab, newline or carriage return escaped. */
 const field = (value: string | number | null) => (value === null ? "\\N" : typeof value === "number" ? String(value) : /[\\\t\n\r]/.test(value) ? value.replace(/[\\\t\n\r]/g, (c) => escapes[c]!) : value)
 
-/** COPY's text of the records, one kind of row per table; a batch shares its decision time, so its text is made once. */
+/** Decision times and expiries as COPY reads timestamptz: a batch shares both, so each has its own remembering formatter. */
+const isoAt = isoFormatter()
+const isoExpiry = isoFormatter()
+
+/** COPY's text of the records, one kind of row per table. */
 function copyText(records: DecisionRecord[]): { checkouts: string; purchases: string; sold: string } {
   let checkouts = ""
   let purchases = ""
   let sold = ""
-  let lastMs = NaN
-  let lastIso = ""
-  const iso = (ms: number | null) => (ms === null ? "\\N" : ms === lastMs ? lastIso : ((lastMs = ms), (lastIso = new Date(ms).toISOString())))
   for (const r of records) {
+    const at = isoAt(r.at)
     if (r.kind === "checkout") {
-      const expires = r.expiresAt === null ? "\\N" : new Date(r.expiresAt).toISOString()
-      checkouts += `${r.saleId}\t${field(r.eventId!)}\t${field(r.userId)}\t${r.itemId}\t${r.outcome}\t${field(r.code)}\t${field(r.unit)}\t${expires}\t${iso(r.at)}\n`
+      const expires = r.expiresAt === null ? "\\N" : isoExpiry(r.expiresAt)
+      checkouts += `${r.saleId}\t${field(r.eventId!)}\t${field(r.userId)}\t${r.itemId}\t${r.outcome}\t${field(r.code)}\t${field(r.unit)}\t${expires}\t${at}\n`
     } else {
-      purchases += `${r.saleId}\t${field(r.eventId!)}\t${field(r.code)}\t${r.outcome}\t${field(r.userId)}\t${field(r.itemId)}\t${field(r.unit)}\t${iso(r.at)}\n`
-      if (r.outcome === "purchased") sold += `${r.saleId}\t${r.itemId}\t${r.unit ?? 1}\t${field(r.userId)}\t${field(r.code)}\t${iso(r.at)}\n`
+      purchases += `${r.saleId}\t${field(r.eventId!)}\t${field(r.code)}\t${r.outcome}\t${field(r.userId)}\t${field(r.itemId)}\t${field(r.unit)}\t${at}\n`
+      if (r.outcome === "purchased") sold += `${r.saleId}\t${r.itemId}\t${r.unit ?? 1}\t${field(r.userId)}\t${field(r.code)}\t${at}\n`
     }
   }
   return { checkouts, purchases, sold }
@@ -119,7 +122,6 @@ function columnsOf<R, T extends unknown[]>(records: R[], fields: (record: R) => 
  */
 async function insertRecords(sql: Sql, records: DecisionRecord[]): Promise<Set<string>> {
   const refused = new Set<string>()
-  if (records.length === 0) return refused
   const checkouts = records.filter((r) => r.kind === "checkout")
   const purchases = records.filter((r) => r.kind === "purchase")
   const sold = purchases.filter((r) => r.outcome === "purchased")
