@@ -35,3 +35,16 @@ export function batcher<Input, Output>(decideBatch: (inputs: Input[]) => Promise
       setImmediate(flush)
     })
 }
+
+/**
+ * One batcher per key, made on first use and dropped once idle: the queues of what comes and goes (a sale's parts,
+ * a sale's shards). A queue decides with the `decideBatch` it was made with, while it lives.
+ */
+export function batchersByKey<Input, Output>(): (key: string, decideBatch: (inputs: Input[]) => Promise<Output[]>) => (input: Input) => Promise<Output> {
+  const queues = new Map<string, (input: Input) => Promise<Output>>()
+  return (key, decideBatch) => {
+    let queue = queues.get(key)
+    if (!queue) queues.set(key, (queue = batcher(decideBatch, () => queues.delete(key))))
+    return queue
+  }
+}

@@ -17,7 +17,7 @@ import { createOperator, withAudits } from "../sale/operator"
 import type { DecisionRecord, PurchaseRecord } from "../sale/records"
 import { publicItem, purchasableUntil, type Sale } from "../sale/sales"
 import { stateOf } from "../sale/shelf"
-import { batcher } from "./batcher"
+import { batcher, batchersByKey } from "./batcher"
 import { createBook } from "./book"
 import { codeShard, partsOf, saleKeys, shardOfPart, shardsMarkerKey } from "./keys"
 import { eventId } from "./journal"
@@ -196,7 +196,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
   }
 
   /** One queue per part of a sale with purchases waiting; a queue goes once idle, since clients name the sale (and shard) in the code. */
-  const purchaseQueues = new Map<string, (code: string) => Promise<PurchaseResult | Promise<PurchaseResult>>>()
+  const purchaseQueues = batchersByKey<string, PurchaseResult | Promise<PurchaseResult>>()
 
   function purchase(code: string): Promise<PurchaseResult> {
     const saleId = saleOfCode(code)
@@ -205,15 +205,7 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
     // A code of a sale no schedule has (never planned, or deleted before it opened), or of no shard of this split.
     if (!of || shard === undefined || sale.estimatedNow() < of.startsAt - boundaryMarginMs) return Promise.resolve({ ok: false, error: "code_not_found" })
     const part = partsOf(of.id, shards)[shard]!
-    let queue = purchaseQueues.get(part)
-    if (!queue) {
-      queue = batcher<string, PurchaseResult | Promise<PurchaseResult>>(
-        (codes) => purchaseBatch(of, part, codes),
-        () => purchaseQueues.delete(part),
-      )
-      purchaseQueues.set(part, queue)
-    }
-    return queue(code) as Promise<PurchaseResult>
+    return purchaseQueues(part, (codes) => purchaseBatch(of, part, codes))(code) as Promise<PurchaseResult>
   }
 
   /** The open sale's counters: one script call per part, summed (each part is read at its own instant). */

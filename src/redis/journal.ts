@@ -32,6 +32,9 @@ export function eventId(entryId: string, index: number, shard?: number): string 
   return `${entryId.slice(0, dash)}-${shard === undefined ? seq : seq * maxShards + shard}`
 }
 
+/** A checkout refusal's line, as lua/checkout.lua writes one (code, expiry and unit empty), for refusals the server answered itself (redis/known.ts). */
+export const refusalLine = (itemId: number, userId: string, status: number) => `${itemId} ${userId} ${status}   `
+
 const optional = (value: string | undefined) => (value ? value : null)
 
 /** The records an entry of a part's journal holds (none for an entry deleted while a reader held its id: it has no fields). */

@@ -18,8 +18,8 @@ import { outcomes } from "../sale/outcomes"
 import type { DecisionRecord } from "../sale/records"
 import type { Sale } from "../sale/sales"
 import { closesAt } from "../sale/sales"
-import { batcher } from "./batcher"
-import { eventId } from "./journal"
+import { batchersByKey } from "./batcher"
+import { eventId, refusalLine } from "./journal"
 import { saleKeys } from "./keys"
 import type { LedgerWriter } from "./ledger"
 import type { Scripts } from "./scripts"
@@ -71,24 +71,12 @@ export function createKnown({ scripts, ledger, nowArg, estimatedNow, ask, metric
   }
 
   /** One queue per sale and answer: a call keeps refusals of one kind, which the script checks against the state. */
-  const queues = new Map<string, (asked: Asked) => Promise<CheckoutResult | Promise<CheckoutResult>>>()
-  function queue(saleId: number, says: Known) {
-    const key = `${saleId}:${says}`
-    let q = queues.get(key)
-    if (!q) {
-      q = batcher<Asked, CheckoutResult | Promise<CheckoutResult>>(
-        (batch) => keep(batch, says),
-        () => queues.delete(key),
-      )
-      queues.set(key, q)
-    }
-    return q
-  }
+  const queues = batchersByKey<Asked, CheckoutResult | Promise<CheckoutResult>>()
 
   async function keep(batch: Asked[], says: Known): Promise<(CheckoutResult | Promise<CheckoutResult>)[]> {
     const sale = batch[0]!.sale
     const status = outcomes[says].n
-    const lines = batch.map((a) => `${a.itemId} ${a.userId} ${status}   `).join("\n")
+    const lines = batch.map((a) => refusalLine(a.itemId, a.userId, status)).join("\n")
     const part = String(sale.id)
     const reply = await scripts.note(saleKeys(part), nowArg(), sale.id, lines, batch.length, says)
     if (reply.kind !== "kept") {
@@ -118,7 +106,7 @@ export function createKnown({ scripts, ledger, nowArg, estimatedNow, ask, metric
     answer(open: Sale, userId: string, itemId: number): Promise<CheckoutResult> | undefined {
       const says = known(open, itemId)
       // A promise that resolves with a promise settles as that one: flat for the caller.
-      return says && (queue(open.id, says)({ sale: open, userId, itemId }) as Promise<CheckoutResult>)
+      return says && (queues(`${open.id}:${says}`, (batch) => keep(batch, says))({ sale: open, userId, itemId }) as Promise<CheckoutResult>)
     },
     /** Forgets every answer: a change made through this instance, or a rebuild. */
     forget,

@@ -42,7 +42,7 @@ import { checkoutOutcome } from "../sale/outcomes"
 import type { CheckoutRecord } from "../sale/records"
 import { publicItem, type Sale } from "../sale/sales"
 import type { RedisClient } from "./connect"
-import { batcher } from "./batcher"
+import { batchersByKey } from "./batcher"
 import { eventId } from "./journal"
 import { codeShard, itemShard, saleKeys, shardPart, statsKey, userShard } from "./keys"
 import type { LedgerWriter } from "./ledger"
@@ -86,8 +86,8 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   /** Tentative holds this instance is settling, by code, so that the same user's second click waits for the first. */
   const settling = new Map<string, Promise<unknown>>()
   /** One step-1 queue per sale and shard: an item's shard depends on its place among its sale's items. */
-  const holdQueues = new Map<string, (w: Wanted) => Promise<CheckoutResult | Promise<CheckoutResult>>>()
-  const slotQueues = new Map<string, (slot: SlotRequest) => Promise<{ status: number; asked: string[] }>>()
+  const holdQueues = batchersByKey<Wanted, CheckoutResult | Promise<CheckoutResult>>()
+  const slotQueues = batchersByKey<SlotRequest, { status: number; asked: string[] }>()
 
   function submit(w: Wanted): Promise<CheckoutResult> {
     if (w.round >= maxRounds) return Promise.reject(new UnavailableError("the sale is changing; try again"))
@@ -96,12 +96,7 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
     if (!open || open.id === w.closed) return Promise.resolve(noSale(at))
     const k = itemShard(open.items.position(w.itemId), shards)
     const key = `${open.id}:${k}`
-    let queue = holdQueues.get(key)
-    if (!queue) {
-      queue = batcher<Wanted, CheckoutResult | Promise<CheckoutResult>>((batch) => hold(open, k, batch), () => holdQueues.delete(key))
-      holdQueues.set(key, queue)
-    }
-    return queue(w) as Promise<CheckoutResult>
+    return holdQueues(key, (batch) => hold(open, k, batch))(w) as Promise<CheckoutResult>
   }
 
   /** The shards of a sale this instance knows to be sold out. "Some other shard is not" is never remembered: it can stop being true at any moment. */
@@ -253,18 +248,10 @@ export function createShardedCheckout(options: ShardedCheckoutOptions): (userId:
   }
 
   function slotQueue(saleId: number, part: string): (slot: SlotRequest) => Promise<{ status: number; asked: string[] }> {
-    let queue = slotQueues.get(part)
-    if (!queue) {
-      queue = batcher<SlotRequest, { status: number; asked: string[] }>(
-        async (slots) => {
-          const reply = await scripts.shardSlot(saleKeys(part), saleId, slots)
-          return "kind" in reply ? slots.map(() => ({ status: -11, asked: [] })) : reply
-        },
-        () => slotQueues.delete(part),
-      )
-      slotQueues.set(part, queue)
-    }
-    return queue
+    return slotQueues(part, async (slots) => {
+      const reply = await scripts.shardSlot(saleKeys(part), saleId, slots)
+      return "kind" in reply ? slots.map(() => ({ status: -11, asked: [] })) : reply
+    })
   }
 
   /** A user at the limit has holds past their expiry: ask their item shards what became of them, and record it. */
