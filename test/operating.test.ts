@@ -5,15 +5,12 @@
  * finding every kind of planted difference. Without the token, nothing changes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { Database } from "bun:sqlite"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import type Redis from "ioredis"
+import { readFileSync } from "node:fs"
 import { compiledBinary } from "./support/binary"
-import { isolated, startRedisCluster, until, type RedisCluster } from "./support/services"
+import { until } from "./support/services"
+import { backends, stopBackends, type BackendEnv } from "./support/backends"
 import { request, startServer, type ServerProcess } from "./support/process"
-import { saleViolations, tally, type Answer, type Query } from "./support/invariants"
+import { saleViolations, tally, type Answer } from "./support/invariants"
 import { inFlight } from "./support/harness"
 
 const token = "operating-token-0123456789abcdef0123"
@@ -56,82 +53,12 @@ function parseCsv(text: string): string[][] {
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024
 
-type Env = {
-  env: Record<string, string>
-  instances: number
-  query: Query
-  write(text: string): Promise<void>
-  /** Redis, to plant differences in a whole sale's keys (not on the cluster, whose sales are split). */
-  redis?: Redis
-  /** Empties Redis (Redis engines). */
-  flush?(): Promise<void>
-  close(): Promise<void>
-}
-/** `bigExport`: whether to stream 100,000 orders here (the cluster's store is PostgreSQL, as for one Redis). */
-type Backend = { name: string; bigExport?: false; env(): Promise<Env> }
-
-const backends: Backend[] = [
-  {
-    name: "embedded engine",
-    async env() {
-      const dir = mkdtempSync(join(tmpdir(), "fs-operating-"))
-      let db: Database | undefined
-      const open = () => (db ??= new Database(join(dir, "flashsale.sqlite")))
-      return {
-        env: { DATA_DIR: dir, REDIS_URL: "", DATABASE_URL: "" },
-        instances: 1,
-        query: async (text) => open().query(text).all() as Record<string, any>[],
-        write: async (text) => void open().run(text),
-        close: async () => {
-          db?.close()
-          rmSync(dir, { recursive: true, force: true })
-        },
-      }
-    },
-  },
-  {
-    name: "Redis engine, two instances",
-    async env() {
-      const e = await isolated()
-      return {
-        env: { REDIS_URL: e.redisUrl, DATABASE_URL: e.databaseUrl },
-        instances: 2,
-        query: (text) => e.sql.unsafe(text) as Promise<Record<string, any>[]>,
-        write: async (text) => void (await e.sql.unsafe(text)),
-        redis: e.redis,
-        flush: () => e.redis.flushdb().then(() => {}),
-        close: () => e.close(),
-      }
-    },
-  },
-  {
-    name: "Redis Cluster, sales split into 6 shards, two instances",
-    bigExport: false,
-    async env() {
-      cluster ??= await startRedisCluster()
-      await cluster.flush()
-      const e = await isolated()
-      return {
-        env: { REDIS_URL: cluster.nodes[0]!.url, DATABASE_URL: e.databaseUrl, SALE_SHARDS: "6" },
-        instances: 2,
-        query: (text) => e.sql.unsafe(text) as Promise<Record<string, any>[]>,
-        write: async (text) => void (await e.sql.unsafe(text)),
-        flush: () => cluster!.flush(),
-        close: () => e.close(),
-      }
-    },
-  },
-]
-
-let cluster: RedisCluster | undefined
-afterAll(async () => {
-  await cluster?.stop()
-})
+afterAll(stopBackends)
 
 for (const backend of backends) {
   describe(backend.name, () => {
     let servers: ServerProcess[] = []
-    let b: Env
+    let b: BackendEnv
     let binary: string
     let dir: string
     const env = () => ({ ...b.env, SALE_SCHEDULE: "planned", ADMIN_TOKEN: token, USER_LIMIT: "4", HOLD_SECONDS: "600" })

@@ -6,14 +6,11 @@
  * Redis that comes back empty during such a sale loses nothing answered and sells no unit twice.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { Database } from "bun:sqlite"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { compiledBinary } from "./support/binary"
-import { isolated, startRedis, startRedisCluster, until, type RedisCluster } from "./support/services"
+import { isolated, startRedis, until } from "./support/services"
+import { backends, stopBackends, type BackendEnv } from "./support/backends"
 import { request, startServer, type ServerProcess } from "./support/process"
-import { saleViolations, tally, type Answer, type Query } from "./support/invariants"
+import { saleViolations, tally, type Answer } from "./support/invariants"
 import { inFlight } from "./support/harness"
 
 const token = "shop-operator-token-0123456789abcdef"
@@ -32,52 +29,12 @@ async function admin(base: string, method: string, path: string, body?: unknown)
   return { status: response.status, body: (await response.json()) as any }
 }
 
-type Backend = { name: string; env(): Promise<{ env: Record<string, string>; instances: number; query: Query; close(): Promise<void> }> }
-
-let cluster: RedisCluster | undefined
-afterAll(async () => {
-  await cluster?.stop()
-})
-
-const backends: Backend[] = [
-  {
-    name: "embedded engine",
-    async env() {
-      const dir = mkdtempSync(join(tmpdir(), "fs-shop-"))
-      let db: Database | undefined
-      return {
-        env: { DATA_DIR: dir, REDIS_URL: "", DATABASE_URL: "" },
-        instances: 1,
-        query: async (text) => (db ??= new Database(join(dir, "flashsale.sqlite"), { readonly: true })).query(text).all() as Record<string, any>[],
-        close: async () => {
-          db?.close()
-          rmSync(dir, { recursive: true, force: true })
-        },
-      }
-    },
-  },
-  {
-    name: "Redis engine, two instances",
-    async env() {
-      const e = await isolated()
-      return { env: { REDIS_URL: e.redisUrl, DATABASE_URL: e.databaseUrl }, instances: 2, query: (text) => e.sql.unsafe(text) as Promise<Record<string, any>[]>, close: () => e.close() }
-    },
-  },
-  {
-    name: "Redis Cluster, the sale split into 6 shards, two instances",
-    async env() {
-      cluster ??= await startRedisCluster()
-      await cluster.flush()
-      const e = await isolated()
-      return { env: { REDIS_URL: cluster.nodes[0]!.url, DATABASE_URL: e.databaseUrl, SALE_SHARDS: "6" }, instances: 2, query: (text) => e.sql.unsafe(text) as Promise<Record<string, any>[]>, close: () => e.close() }
-    },
-  },
-]
+afterAll(stopBackends)
 
 for (const backend of backends) {
   describe(backend.name, () => {
     let servers: ServerProcess[] = []
-    let backendEnv: Awaited<ReturnType<Backend["env"]>>
+    let backendEnv: BackendEnv
     const base = (i: number) => servers[i % servers.length]!.base
 
     beforeAll(async () => {
