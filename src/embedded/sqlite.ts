@@ -9,7 +9,7 @@ import { isoFormatter } from "../sale/clock"
 import { ddl, recoveryQueries, snapshotOf, sqliteMigration, tables } from "../sale/schema"
 import { actionFromRow, changed, definitionQueries, keptUnitOf, operationQueries, overrideFromRow, reportOf, saleFromRows, toMs, type Action, type KeptSales, type NewSale, type SaleChange } from "../sale/definitions"
 import { auditOfView, auditView } from "../sale/audit"
-import type { SaleCounts, SalesStore } from "../sale/operator"
+import type { SaleCounts, SalesStore } from "../sale/stores"
 import type { Sale } from "../sale/sales"
 
 const iso = isoFormatter()

@@ -7,7 +7,7 @@
 import { createHash, timingSafeEqual } from "node:crypto"
 import type { Config } from "../config"
 import { parseNewSale, parseSaleChange } from "../sale/admin"
-import { Refusal } from "../sale/operator"
+import { Refusal } from "../sale/stores"
 import type { Engine } from "../sale/engine"
 import { fail, json } from "./respond"
 import { clientAddress, type Peer } from "./ratelimit"

@@ -7,7 +7,7 @@ import type { Sql, TransactionSql } from "postgres"
 import { actionFromRow, changed, definitionQueries, keptUnitOf, operationQueries, overrideFromRow, reportOf, saleFromRows, type Action, type KeptSales, type KeptUnit, type NewSale, type SaleChange } from "../sale/definitions"
 import { auditOfView, auditView, type Audit } from "../sale/audit"
 import { loadSale } from "./store"
-import type { SalesStore } from "../sale/operator"
+import type { SalesStore } from "../sale/stores"
 import type { RecurringOverride, Sale } from "../sale/sales"
 import { ensureSchema } from "./schema"
 

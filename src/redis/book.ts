@@ -4,7 +4,7 @@
  * again when another instance changed one, so a change reaches every instance within a second; the decisions
  * themselves read a sale's settings from its own Redis keys (lua/prelude.lua), not from here.
  */
-import type { SalesStore } from "../sale/operator"
+import type { SalesStore } from "../sale/stores"
 import { merge, nothingKnown, scheduleOf, type Schedule } from "../sale/schedule"
 import { closesAt, purchasableUntil, recurringSaleId, type Recurring, type Sale } from "../sale/sales"
 

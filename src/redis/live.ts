@@ -9,7 +9,7 @@
  * missing: a change kept by an instance that died before applying it, or a 'restrict' never completed.
  */
 import type { RedisClient } from "./connect"
-import { Refusal, type LiveSales, type SaleCounts } from "../sale/operator"
+import { Refusal, type LiveSales, type SaleCounts } from "../sale/stores"
 import type { SaleChange } from "../sale/definitions"
 import { closesAt, type Sale } from "../sale/sales"
 import { shelfOf } from "../sale/shelf"

@@ -4,102 +4,20 @@
  * live state. A change that only tightens (pause, end, a lower stock) reaches the live state first, so that
  * nothing it forbids is decided while it spreads; one that loosens (resume, more stock) only once it is kept.
  */
-import type { ErrorCode } from "../errors"
-import { fieldsMessage, type Fields } from "./admin"
-import type { Action, ActionRow, KeptSales, KeptUnit, NewSale, ReportRows, SaleChange } from "./definitions"
-import { auditSale, auditView, type Audit, type Counters, type LiveUnit, type LiveView } from "./audit"
+import type { Action, KeptUnit, NewSale, SaleChange } from "./definitions"
+import { auditView } from "./audit"
+import { createAudits } from "./audits"
 import { saleOfCode } from "./codes"
-import type { Health } from "./engine"
-import type { SaleSnapshot } from "./records"
-import { overlapping, type Schedule } from "./schedule"
+import { overlapping } from "./schedule"
+import { badFields, Refusal, type LiveSales, type SaleCounts, type SalesStore } from "./stores"
+import type { Fields } from "./admin"
 import { closesAt, purchasableUntil, type Sale } from "./sales"
-
-/** An operator request the sales refuse: answered with its code (4xx) and a sentence; `extra` goes into the body. */
-export class Refusal extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message)
-  }
-}
-
-export const badFields = (fields: Fields) => new Refusal("invalid_request", fieldsMessage(fields), { fields })
-
-/** A sale's counts as the live state has them (units), or the durable store for a sale no longer live. */
-export type SaleCounts = { sold: number; reserved: number; checkouts: { accepted: number; rejected: number }; purchases: { accepted: number; rejected: number } }
-
-/** The durable side: PostgreSQL (postgres/sales.ts) or SQLite (embedded/sqlite.ts). Each write is one transaction, its action included. */
-export type SalesStore = {
-  /** The sales changed since a revision (0: all of them). */
-  load(since?: number): Promise<KeptSales>
-  /** The newest revision of any sale: polled to notice another instance's change. */
-  revision(): Promise<number>
-  /** Refuses (returns the overlapping ids) when the window overlaps a planned sale; else keeps the sale with a new id and revision. */
-  create(sale: NewSale, action: Action): Promise<{ sale: Sale } | { overlaps: number[] }>
-  /** Keeps `after` (a change of `before`, or of a recurring sale never changed before) with a new revision; refuses an overlap of a new end. */
-  change(before: Sale, change: SaleChange, action: Action): Promise<{ sale: Sale } | { overlaps: number[] }>
-  remove(sale: Sale, action: Action): Promise<void>
-  record(action: Action): Promise<void>
-  actions(options: { before?: number; saleId?: number; limit: number }): Promise<ActionRow[]>
-  counts(saleId: number): Promise<SaleCounts>
-  /** What the store kept of a sale, with the holds live at `now`: what a rebuild reads, and the audit's other side. */
-  snapshot(saleId: number, now: number): Promise<SaleSnapshot>
-  /** Keeps an operator's release of a hold, with the action, so that no rebuild brings the hold back. */
-  release(saleId: number, code: string, action: Action): Promise<void>
-  /** A user's purchases and live holds in a sale, as kept. */
-  userOf(saleId: number, userId: string, now: number): Promise<{ purchases: KeptUnit[]; holds: KeptUnit[] }>
-  /** The sale's purchases, oldest first, in batches read with a cursor: never the whole result in memory. */
-  orders(saleId: number): AsyncIterable<KeptUnit[]>
-  report(saleId: number): Promise<ReportRows>
-  keepAudit(audit: Audit): Promise<void>
-  latestAudit(saleId: number): Promise<Audit | undefined>
-  /** The latest audit of each sale audited since `since`. */
-  recentAudits(since: number): Promise<Audit[]>
-}
-
-/** The live side: Redis (redis/operations.ts) or the embedded engine's memory. */
-export type LiveSales = {
-  /** Now, by the clock that decides (Redis TIME for the Redis engine). */
-  now(): Promise<number>
-  /** Runs `work` while no other instance changes this sale's live settings. */
-  exclusive<T>(sale: Sale, work: () => Promise<T>): Promise<T>
-  /**
-   * Applies what tightens in `change` at once (pause, an end now, a lower stock or limit), before it is kept.
-   * Returns the time it took effect, or refuses a stock below a unit sold or held.
-   */
-  restrict(sale: Sale, change: SaleChange): Promise<{ now: number } | Refusal>
-  /**
-   * Applies a sale's definition as kept, with its revision (an older one than the live state's is ignored).
-   * `changed`: the items whose stock the change named; every item's when omitted.
-   */
-  apply(sale: Sale, changed?: number[]): Promise<void>
-  /** The live counts of a sale the live state has, or undefined. */
-  counts(sale: Sale): Promise<SaleCounts | undefined>
-  /** Units available per item of a live sale (by position), or undefined. */
-  available(sale: Sale): Promise<number[] | undefined>
-  /** Takes the store's sales again (after a change here, so that this instance knows it at once). */
-  reload(): Promise<void>
-  schedule(): Schedule
-  /** Ends a live hold by hand: its unit back to stock, its user's counts down. */
-  release(sale: Sale, code: string): Promise<{ kind: "released"; hold: LiveUnit } | { kind: "bought" | "none" }>
-  /** The sale as the live state has it, for the audit; undefined once the live state no longer has it. */
-  view(sale: Sale): Promise<LiveView | undefined>
-  /** Whether nothing of the sale waits to be written (a journal entry, a commit). */
-  settled(sale: Sale): Promise<boolean>
-  /** Runs `work` unless another instance runs the same key now (then undefined). */
-  once<T>(key: string, work: () => Promise<T>): Promise<T | undefined>
-}
 
 export type SaleView = Record<string, unknown>
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
 export type Operator = ReturnType<typeof createOperator>
-
-/** How long an audit that found a difference keeps /health degraded and shows in /metrics. */
-const auditWindowMs = 24 * 3600_000
 
 export type OperatorOptions = {
   /** Counts each operator action kept (/metrics). */
@@ -109,11 +27,7 @@ export type OperatorOptions = {
 
 export function createOperator(store: SalesStore, live: LiveSales, defaults: { userLimit: number; holdMs: number }, { onAction = () => {}, log = console.error }: OperatorOptions = {}) {
   const schedule = () => live.schedule()
-  /** The latest audit of each sale audited in the last day (every instance's, read from the store). */
-  let audits = new Map<number, Audit>()
-  let auditsReadAt = 0
-  /** Sales this process knows to be audited (or to have nothing to audit). */
-  const audited = new Set<number>()
+  const audits = createAudits(store, live, log)
 
   function statusOf(sale: Sale, counts: SaleCounts | undefined, now: number): string {
     if (now < sale.startsAt) return "scheduled"
@@ -346,41 +260,18 @@ export function createOperator(store: SalesStore, live: LiveSales, defaults: { u
       const sale = named(id, now)
       if (now < purchasableUntil(sale)) throw new Refusal("not_auditable", `Sale ${id} can be audited once it is over and its last hold has expired: from ${iso(purchasableUntil(sale))}.`)
       if (!(await live.settled(sale))) throw new Refusal("not_auditable", `Some of sale ${id}'s decisions are still being written to the durable store; try again in a few seconds.`)
-      const audit = await runAudit(sale, "operator", now)
+      const audit = await audits.run(sale, "operator", now)
       if (!audit) throw new Refusal("not_auditable", `Sale ${id}'s live state is no longer kept (it is forgotten a day after its last hold could be bought): there is nothing to compare with.`)
       await store.record({ at: now, action: "audit_sale", saleId: sale.id, details: { differences: audit.count }, client })
       onAction("audit_sale")
       return auditView(audit)
     },
 
-    /**
-     * Called every few seconds by the engine: audits each sale once it is over, its holds have expired and nothing
-     * of it waits to be written (one instance does it), and reads every instance's recent audits.
-     */
-    async maintain(): Promise<void> {
-      const now = await live.now()
-      if (Date.now() - auditsReadAt > 5000) {
-        audits = new Map((await store.recentAudits(now - auditWindowMs)).map((a) => [a.saleId, a]))
-        auditsReadAt = Date.now()
-        for (const id of audits.keys()) audited.add(id)
-      }
-      for (const sale of settledSales(now)) {
-        if (audited.has(sale.id) || !(await live.settled(sale))) continue
-        await live.once(`audit:${sale.id}`, async () => {
-          if (await store.latestAudit(sale.id)) return audited.add(sale.id)
-          const audit = await runAudit(sale, "auto", now, true)
-          audited.add(sale.id)
-          if (audit?.count) log(`sale ${sale.id}: the audit found ${audit.count} difference(s) between the live state and the durable store (GET /admin/sales/${sale.id}/report)`)
-        })
-      }
-    },
+    /** Called every few seconds by the engine: the audits of sales that are over (sale/audits.ts). */
+    maintain: () => audits.maintain(),
 
     /** The sales whose latest audit of the last day found differences, and every such audit's count, for /health and /metrics. */
-    auditStatus(): { differing: number[]; counts: [saleId: number, differences: number][] } {
-      const at = Date.now()
-      const recent = [...audits.values()].filter((a) => at - a.at < auditWindowMs)
-      return { differing: recent.filter((a) => a.count > 0).map((a) => a.saleId), counts: recent.map((a) => [a.saleId, a.count]) }
-    },
+    auditStatus: () => audits.status(),
   }
 
   /** The sale an operator names: a planned one, or a recurring one that has opened or is the next to; else 404. */
@@ -402,33 +293,6 @@ export function createOperator(store: SalesStore, live: LiveSales, defaults: { u
     return position >= 0 ? sale.items.at(position).name : null
   }
 
-  /** The sales whose last hold expired in the last day: planned ones, or the latest recurring ones. */
-  function settledSales(now: number): Sale[] {
-    const s = schedule()
-    const recent = (sale: Sale | undefined) => sale !== undefined && purchasableUntil(sale) <= now && purchasableUntil(sale) > now - auditWindowMs
-    if (s.kind === "planned") return s.sales.filter(recent)
-    const next = s.next(now)?.id ?? 0
-    return [next - 1, next - 2, next - 3].map((id) => s.get(id)).filter(recent) as Sale[]
-  }
 
-  /** Compares the live state with the store and keeps the result; undefined when the live state no longer has the sale. */
-  async function runAudit(sale: Sale, trigger: Audit["trigger"], now: number, skipEmpty = false): Promise<Audit | undefined> {
-    const view = await live.view(sale)
-    if (!view) return undefined
-    const kept = await store.snapshot(sale.id, now)
-    const nothing = (c: Counters) => c.checkouts.accepted + c.checkouts.rejected + c.purchases.accepted + c.purchases.rejected === 0
-    // A sale in which nothing was decided has nothing to audit.
-    if (skipEmpty && nothing(view.counters) && nothing(kept) && view.sold.length === 0 && kept.sold.length === 0) return undefined
-    const audit = auditSale(sale.id, view, kept, now, trigger)
-    await store.keepAudit(audit)
-    audits.set(sale.id, audit)
-    return audit
-  }
 }
 
-/** /health with the audits: degraded while the latest audit of a sale of the last day found a difference. */
-export function withAudits(health: Health, status: ReturnType<Operator["auditStatus"]>): Health {
-  if (status.differing.length === 0) return health
-  const checks = { ...health.checks, audit: { status: "differences", sales: status.differing, report: `GET /admin/sales/${status.differing[0]}/report` } }
-  return { status: health.status === "down" ? "down" : "degraded", checks }
-}
