@@ -98,13 +98,18 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
 
   const noSale = (at: number): CheckoutResult => ({ ok: false, error: "no_active_sale", next: nextOf(book.schedule().next(at)), now: at })
 
+  /** Throws (503) while this instance may not decide checkouts: another SALE_SHARDS is recorded, or the planned sales are not read yet. */
+  function mayCheckOut(): void {
+    if (mismatch) throw new UnavailableError(mismatch, 5)
+    if (!book.loaded && book.schedule().kind === "planned") throw new UnavailableError("the planned sales are not read from PostgreSQL yet", 2)
+  }
+
   /**
    * Runs `call` on the sale open now, following the script's clock (closed: another sale, or none, is open at
    * the node's time) and rebuilding lost state (notReady). Undefined: no sale is open, by the script's word.
    */
   async function inOpenSale<T>(call: (open: Sale) => Promise<T | { kind: "closed"; now: number } | { kind: "notReady" }>): Promise<{ sale: Sale; reply: T } | { none: number }> {
-    if (mismatch) throw new UnavailableError(mismatch, 5)
-    if (!book.loaded && book.schedule().kind === "planned") throw new UnavailableError("the planned sales are not read from PostgreSQL yet", 2)
+    mayCheckOut()
     let at = sale.estimatedNow()
     let open = candidate(at)
     let tried: number | undefined
@@ -157,13 +162,10 @@ export function createRedisEngine(options: RedisEngineOptions): RedisEngine {
 
   const sharded = shards === 1 ? undefined : createShardedCheckout({ redis, scripts, sale, ledger, metrics, shards, candidate, noSale })
   async function checkout(userId: string, itemId: number): Promise<CheckoutResult> {
-    if (!sharded) {
-      const open = mismatch ? undefined : candidate(sale.estimatedNow(), false)
-      return (open && known.answer(open, userId, itemId)) || checkoutBatched({ userId, itemId })
-    }
-    if (mismatch) throw new UnavailableError(mismatch, 5)
-    if (!book.loaded && book.schedule().kind === "planned") throw new UnavailableError("the planned sales are not read from PostgreSQL yet", 2)
-    return sharded(userId, itemId)
+    mayCheckOut()
+    if (sharded) return sharded(userId, itemId)
+    const open = candidate(sale.estimatedNow(), false)
+    return (open && known.answer(open, userId, itemId)) || checkoutBatched({ userId, itemId })
   }
 
   /** Purchases of one part of a sale, decided together (lua/purchase.lua), rebuilding the sale first if Redis lost it. */
